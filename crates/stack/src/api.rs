@@ -1,0 +1,220 @@
+//! [`Stack`]: the handle application threads use to call the engine.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+
+use crate::command::{
+    CloseMode, CloseOutcome, Command, Done, Failure, Outcome, Request, Responder, Shutdown,
+    SocketEvent, SocketId, SocketInfo, TcpOptions, Wait,
+};
+use crate::config::StackConfig;
+use crate::counters::Counters;
+use crate::engine::{DeviceOptions, Engine};
+use crate::error::StackError;
+use crate::link::Link;
+
+struct Inner {
+    commands: Sender<Command>,
+    waker: Arc<mio::Waker>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A handle to a running engine. Cheap to clone; every method may be called from any thread.
+/// When the last handle is dropped the engine resets what is open and stops.
+#[derive(Clone)]
+pub struct Stack {
+    inner: Arc<Inner>,
+}
+
+impl Stack {
+    /// Start an engine on `link`. Readiness changes of watched sockets go to `events`.
+    pub fn start(
+        config: StackConfig,
+        link: Box<dyn Link>,
+        options: DeviceOptions,
+        events: Option<Sender<SocketEvent>>,
+    ) -> io::Result<Stack> {
+        let mut engine = Engine::new(
+            config,
+            link,
+            options,
+            smoltcp::time::Instant::from_micros(0),
+        )?;
+        if let Some(sink) = events {
+            engine.set_event_sink(sink);
+        }
+        let (commands, rx) = unbounded();
+        let (waker, thread) = crate::runner::spawn(engine, rx)?;
+        Ok(Stack {
+            inner: Arc::new(Inner {
+                commands,
+                waker,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Send a request whose answer goes to `reply` (for overlapped calls and the facade).
+    pub fn submit(&self, request: Request, reply: Responder) {
+        let command = Command { request, reply };
+        match self.inner.commands.send(command) {
+            Ok(()) => {
+                let _ = self.inner.waker.wake();
+            }
+            Err(crossbeam_channel::SendError(command)) => {
+                command.reply.send(Err(StackError::NetworkDown.into()))
+            }
+        }
+    }
+
+    /// Send a request and wait for its answer. An engine that has gone away answers NetworkDown.
+    pub fn call(&self, request: Request) -> Outcome {
+        let (tx, rx) = bounded(1);
+        self.submit(request, Responder::new(tx, 0));
+        receive(&rx)
+    }
+
+    fn call_unit(&self, request: Request) -> Result<(), StackError> {
+        self.call(request).map(|_| ()).map_err(|f| f.error)
+    }
+
+    /// A new TCP socket.
+    pub fn open(&self) -> Result<SocketId, StackError> {
+        match self.call(Request::Open).map_err(|f| f.error)? {
+            Done::Socket(id) => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Bind to a local address (port 0: an ephemeral port).
+    pub fn bind(&self, id: SocketId, addr: SocketAddr) -> Result<(), StackError> {
+        self.call_unit(Request::Bind(id, addr))
+    }
+
+    /// Listen with `backlog` pending connections.
+    pub fn listen(&self, id: SocketId, backlog: usize) -> Result<(), StackError> {
+        self.call_unit(Request::Listen(id, backlog))
+    }
+
+    /// Accept a connection.
+    pub fn accept(&self, id: SocketId, wait: Wait) -> Result<(SocketId, SocketAddr), StackError> {
+        match self.call(Request::Accept(id, wait)).map_err(|f| f.error)? {
+            Done::Accepted(id, peer) => Ok((id, peer)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Connect (non-blocking: `WouldBlock` means under way).
+    pub fn connect(&self, id: SocketId, addr: SocketAddr, wait: Wait) -> Result<(), StackError> {
+        self.call_unit(Request::Connect(id, addr, wait))
+    }
+
+    /// Queue bytes; blocking waits until all are queued. The failure carries bytes queued so far.
+    pub fn send(&self, id: SocketId, data: &[u8], wait: Wait) -> Result<usize, Failure> {
+        match self.call(Request::Send(id, data.to_vec(), wait))? {
+            Done::Sent(n) => Ok(n),
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    /// Receive up to `max` bytes; an empty vector is end of stream.
+    pub fn recv(&self, id: SocketId, max: usize, wait: Wait) -> Result<Vec<u8>, StackError> {
+        match self
+            .call(Request::Recv(id, max, wait))
+            .map_err(|f| f.error)?
+        {
+            Done::Received(data) => Ok(data),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Shut down one or both directions.
+    pub fn shutdown(&self, id: SocketId, how: Shutdown) -> Result<(), StackError> {
+        self.call_unit(Request::Shutdown(id, how))
+    }
+
+    /// Close by `mode`.
+    pub fn close(&self, id: SocketId, mode: CloseMode) -> Result<CloseOutcome, StackError> {
+        match self.call(Request::Close(id, mode)).map_err(|f| f.error)? {
+            Done::Closed(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Release blocked and overlapped calls on the socket without closing it.
+    pub fn cancel(&self, id: SocketId) -> Result<(), StackError> {
+        self.call_unit(Request::Cancel(id))
+    }
+
+    /// Set TCP options.
+    pub fn set_options(&self, id: SocketId, options: TcpOptions) -> Result<(), StackError> {
+        self.call_unit(Request::SetOptions(id, options))
+    }
+
+    /// Watch (or stop watching) a socket's readiness through the event sink.
+    pub fn watch(&self, id: SocketId, on: bool) -> Result<(), StackError> {
+        self.call_unit(Request::Watch(id, on))
+    }
+
+    /// A socket's state.
+    pub fn info(&self, id: SocketId) -> Result<SocketInfo, StackError> {
+        match self.call(Request::Info(id)).map_err(|f| f.error)? {
+            Done::Info(info) => Ok(*info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every socket's state, closing ones included.
+    pub fn sockets(&self) -> Result<Vec<SocketInfo>, StackError> {
+        match self.call(Request::List).map_err(|f| f.error)? {
+            Done::Sockets(list) => Ok(list),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Engine counters.
+    pub fn counters(&self) -> Result<Counters, StackError> {
+        match self.call(Request::Counters).map_err(|f| f.error)? {
+            Done::Counters(c) => Ok(*c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reset open connections, give closing ones `grace`, stop the engine and join its thread.
+    pub fn stop(&self, grace: Duration) {
+        let _ = self.call(Request::Stop { grace });
+        self.join();
+    }
+
+    /// Wait for the engine thread to end (after a stop or a link failure).
+    pub fn join(&self) {
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .map(|mut t| t.take())
+            .unwrap_or(None);
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                log::error!("engine thread panicked");
+            }
+        }
+    }
+}
+
+/// Wait for one answer; a vanished engine is a network down.
+fn receive(rx: &Receiver<(u64, Outcome)>) -> Outcome {
+    rx.recv()
+        .map(|(_, outcome)| outcome)
+        .unwrap_or(Err(StackError::NetworkDown.into()))
+}
+
+fn unexpected(done: Done) -> StackError {
+    log::error!("engine answered with an unexpected {done:?}");
+    StackError::InvalidState
+}

@@ -1,0 +1,260 @@
+//! The messages between application threads and the engine.
+//!
+//! Every call is one [`Command`] carrying a [`Responder`]; the engine answers each exactly once
+//! with an [`Outcome`], either at once or later when a parked waiter resolves.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use crate::error::StackError;
+
+/// Identifies a socket inside one engine. Ids are never reused during an engine's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub u64);
+
+/// How long a call may wait for the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Non-blocking: fail with [`StackError::WouldBlock`] instead of waiting.
+    No,
+    /// Block the caller, up to the timeout if one is given.
+    Block(Option<Duration>),
+    /// Overlapped: park the request and complete it later; a close aborts it with
+    /// [`StackError::OperationAborted`] rather than [`StackError::Interrupted`].
+    Overlapped,
+}
+
+/// How a socket is to be closed; the facade derives it from the linger setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseMode {
+    /// FIN after all queued data, in the background, bounded by a close deadline
+    /// (the configured default when `None`).
+    Graceful { deadline: Option<Duration> },
+    /// RST at the next poll; queued data is discarded.
+    Abort,
+    /// Blocking linger: answer once every byte and the FIN are acknowledged, or reset at the
+    /// timeout and answer after the RST has been sent.
+    Linger { timeout: Duration },
+    /// Non-blocking linger: close gracefully if every sent byte is already acknowledged,
+    /// otherwise fail with [`StackError::WouldBlock`] and change nothing.
+    LingerNonBlocking { deadline: Option<Duration> },
+}
+
+/// How a close ended, for the caller and for logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// Nothing to send (never connected, or already closed).
+    Nothing,
+    /// Closing gracefully in the background.
+    Background,
+    /// Every byte and the FIN were acknowledged before the call returned.
+    Finished,
+    /// A RST was sent (abort, unread data, or linger timeout).
+    Reset(CloseReason),
+}
+
+/// Why a connection ended, recorded by the engine (smoltcp does not say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Both FINs were exchanged.
+    Graceful,
+    /// The application aborted (linger 0).
+    LocalAbort,
+    /// Unread received data at close, or data after a receive shutdown (RFC 2525 2.17).
+    UnreadData,
+    /// A blocking linger ran out.
+    LingerTimeout,
+    /// The background close deadline passed (C24).
+    CloseDeadline,
+    /// The peer sent a RST.
+    PeerReset,
+    /// smoltcp gave up (retransmission or keep-alive timeout).
+    TimedOut,
+    /// The link went down or the engine stopped.
+    NetworkDown,
+}
+
+/// Which direction(s) to shut down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// No more receiving: later data resets the connection.
+    Read,
+    /// FIN after queued data.
+    Write,
+    /// Both.
+    Both,
+}
+
+/// Per-socket TCP options the engine applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// Receive buffer (applies to connections created after it is set).
+    pub rx_buffer: usize,
+    /// Send buffer (likewise).
+    pub tx_buffer: usize,
+    /// TCP_NODELAY: Nagle off.
+    pub nodelay: bool,
+    /// Keep-alive interval, if on.
+    pub keep_alive: Option<Duration>,
+    /// Abort the connection if the peer does not answer for this long.
+    pub timeout: Option<Duration>,
+}
+
+/// A snapshot of one socket's state, as the facade and status pages need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// The socket.
+    pub id: SocketId,
+    /// smoltcp's TCP state name ("ESTABLISHED", "LISTEN", ...), or "FRESH"/"BOUND".
+    pub state: &'static str,
+    /// Local endpoint, once bound.
+    pub local: Option<SocketAddr>,
+    /// Remote endpoint, once connected.
+    pub remote: Option<SocketAddr>,
+    /// Bytes queued for sending and not yet acknowledged.
+    pub send_queue: usize,
+    /// Bytes received and not yet read.
+    pub recv_queue: usize,
+    /// Readiness now.
+    pub ready: Readiness,
+    /// Why the connection ended, once it did.
+    pub reason: Option<CloseReason>,
+    /// The options in force.
+    pub options: TcpOptions,
+    /// True once a close was issued (the socket now lives on only in the engine).
+    pub closing: bool,
+}
+
+/// Readiness of a socket, the basis of network events and select.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Readiness {
+    /// Data to read, or end of stream.
+    pub readable: bool,
+    /// Room in the send buffer of a connected socket.
+    pub writable: bool,
+    /// A listener has a connection to accept.
+    pub acceptable: bool,
+    /// A connect finished (successfully or not).
+    pub connected: bool,
+    /// The peer closed its side (FIN) or reset.
+    pub closed: bool,
+    /// The error that goes with `connected` or `closed`, if any.
+    pub error: Option<StackError>,
+}
+
+/// A change of readiness, sent to the event sink for watched sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketEvent {
+    /// The socket.
+    pub id: SocketId,
+    /// Its readiness now.
+    pub ready: Readiness,
+}
+
+/// What a successful call returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Done {
+    /// Nothing to report.
+    Unit,
+    /// A new socket.
+    Socket(SocketId),
+    /// An accepted connection and its peer.
+    Accepted(SocketId, SocketAddr),
+    /// Bytes queued for sending.
+    Sent(usize),
+    /// Bytes received; empty means end of stream.
+    Received(Vec<u8>),
+    /// How the close went.
+    Closed(CloseOutcome),
+    /// A socket's state.
+    Info(Box<SocketInfo>),
+    /// Engine counters.
+    Counters(Box<crate::counters::Counters>),
+    /// All sockets' states.
+    Sockets(Vec<SocketInfo>),
+}
+
+/// A failed call: the error, and for a send the bytes queued before it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong.
+    pub error: StackError,
+    /// Bytes of a send that were queued before the failure (they go out as the close says).
+    pub bytes: usize,
+}
+
+impl From<StackError> for Failure {
+    fn from(error: StackError) -> Self {
+        Failure { error, bytes: 0 }
+    }
+}
+
+/// The answer to one command.
+pub type Outcome = Result<Done, Failure>;
+
+/// Where the answer to a command goes: a channel and a tag the caller chose.
+#[derive(Clone, Debug)]
+pub struct Responder {
+    tx: Sender<(u64, Outcome)>,
+    tag: u64,
+}
+
+impl Responder {
+    /// Answers go to `tx`, marked with `tag`.
+    pub fn new(tx: Sender<(u64, Outcome)>, tag: u64) -> Self {
+        Responder { tx, tag }
+    }
+
+    /// Deliver the answer. A caller that gave up waiting is not an error.
+    pub fn send(self, outcome: Outcome) {
+        let _ = self.tx.send((self.tag, outcome));
+    }
+}
+
+/// One request to the engine.
+#[derive(Debug)]
+pub enum Request {
+    /// A new TCP socket with the engine's default options.
+    Open,
+    /// Bind to a local endpoint (port 0 picks an ephemeral port).
+    Bind(SocketId, SocketAddr),
+    /// Listen with a backlog (clamped to the configured maximum).
+    Listen(SocketId, usize),
+    /// Accept a connection.
+    Accept(SocketId, Wait),
+    /// Connect to a remote endpoint.
+    Connect(SocketId, SocketAddr, Wait),
+    /// Queue bytes for sending.
+    Send(SocketId, Vec<u8>, Wait),
+    /// Receive up to this many bytes.
+    Recv(SocketId, usize, Wait),
+    /// Shut down one or both directions.
+    Shutdown(SocketId, Shutdown),
+    /// Close the socket; the id is invalid afterwards (except on `WouldBlock`).
+    Close(SocketId, CloseMode),
+    /// Release every blocked or overlapped call on the socket (as a close would) without closing.
+    Cancel(SocketId),
+    /// Set the socket's TCP options.
+    SetOptions(SocketId, TcpOptions),
+    /// A socket's state.
+    Info(SocketId),
+    /// Every live socket's state.
+    List,
+    /// Engine counters.
+    Counters,
+    /// Send readiness changes of this socket to the event sink (or stop).
+    Watch(SocketId, bool),
+    /// Reset every open connection, give closing ones `grace` to finish, then stop.
+    Stop { grace: Duration },
+}
+
+/// A request and where to answer it.
+#[derive(Debug)]
+pub struct Command {
+    /// What to do.
+    pub request: Request,
+    /// Where the answer goes.
+    pub reply: Responder,
+}

@@ -1,0 +1,62 @@
+//! Static configuration of one engine: addresses, buffers, bounds.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+/// An address with its prefix length, as in CIDR notation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr<A> {
+    /// The interface address.
+    pub addr: A,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+/// Everything the engine needs to bring an interface up.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    /// The stack's own MAC (must differ from the kernel side's).
+    pub mac: [u8; 6],
+    /// IPv4 address, if any.
+    pub ipv4: Option<Cidr<Ipv4Addr>>,
+    /// IPv6 global address, if any (a link-local address is derived from the MAC).
+    pub ipv6: Option<Cidr<Ipv6Addr>>,
+    /// IPv4 default gateway.
+    pub gateway_v4: Option<Ipv4Addr>,
+    /// IPv6 default gateway.
+    pub gateway_v6: Option<Ipv6Addr>,
+    /// Default receive buffer of new TCP sockets, bytes.
+    pub rx_buffer: usize,
+    /// Default send buffer of new TCP sockets, bytes.
+    pub tx_buffer: usize,
+    /// Largest listen backlog (a listener of backlog N holds N smoltcp sockets).
+    pub max_backlog: usize,
+    /// Close deadline of a graceful background close (close-semantics C24).
+    pub close_deadline: Duration,
+    /// How long an aborted socket may keep retrying its RST before it is freed
+    /// (the neighbour may never resolve, smoltcp issue 1097).
+    pub rst_retry: Duration,
+    /// Most TIME-WAIT sockets kept; the oldest is freed first beyond that.
+    pub max_time_wait: usize,
+    /// Seed for smoltcp (ISNs, ports); `None` takes one from the OS.
+    pub random_seed: Option<u64>,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            mac: [0x02, 0, 0, 0, 0, 0x02],
+            ipv4: None,
+            ipv6: None,
+            gateway_v4: None,
+            gateway_v6: None,
+            rx_buffer: 256 * 1024,
+            tx_buffer: 256 * 1024,
+            max_backlog: 128,
+            close_deadline: Duration::from_secs(60),
+            rst_retry: Duration::from_secs(3),
+            max_time_wait: 4096,
+            random_seed: None,
+        }
+    }
+}

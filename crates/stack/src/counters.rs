@@ -1,0 +1,34 @@
+//! Counters the engine keeps and a caller can read at any time.
+
+use std::collections::BTreeMap;
+
+/// Frame, byte, drop and socket counters of one engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames received from the link.
+    pub rx_frames: u64,
+    /// Bytes received from the link.
+    pub rx_bytes: u64,
+    /// Frames sent to the link.
+    pub tx_frames: u64,
+    /// Bytes sent to the link.
+    pub tx_bytes: u64,
+    /// Outgoing frames the link could not take (queue full).
+    pub tx_dropped_full: u64,
+    /// Incoming frames dropped by the fault middleware.
+    pub rx_dropped_fault: u64,
+    /// Outgoing frames dropped by the fault middleware.
+    pub tx_dropped_fault: u64,
+    /// Incoming frames too large for the receive buffer.
+    pub rx_dropped_oversize: u64,
+    /// Connections reset by us (abort, unread data, linger timeout, deadline).
+    pub resets_sent: u64,
+    /// Connections reset by the peer.
+    pub resets_received: u64,
+    /// Graceful closes that finished.
+    pub graceful_closes: u64,
+    /// Sockets currently in smoltcp's set, by TCP state name.
+    pub sockets_by_state: BTreeMap<&'static str, usize>,
+    /// Descriptors (socket ids) the engine currently holds for applications.
+    pub open_ids: usize,
+}

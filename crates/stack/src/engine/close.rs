@@ -1,0 +1,396 @@
+//! Closing: the engine's half of WSPCloseSocket. A closed id leaves the table at once; its
+//! smoltcp socket lives on here until the FIN handshake is done or its RST has been sent, under
+//! one close deadline (close-semantics C24), and a TIME-WAIT cap.
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::{self, State};
+use smoltcp::time::{Duration, Instant};
+
+use super::entry::{self, Entry, Kind};
+use super::{Engine, Life, Op, Waiter, endpoint_addr};
+use crate::command::{CloseMode, CloseOutcome, CloseReason, Done, Responder, SocketId, SocketInfo};
+use crate::error::StackError;
+
+/// A socket whose id was closed and which smoltcp still holds.
+pub(crate) struct Closing {
+    id: SocketId,
+    handle: SocketHandle,
+    port: Option<u16>,
+    /// At this time a graceful close that has not finished is reset.
+    deadline: Instant,
+    /// Set when the socket was aborted: the RST retry bound starts here.
+    reset_at: Option<Instant>,
+    reason: Option<CloseReason>,
+    /// When the socket entered TIME-WAIT (for the cap, oldest first).
+    time_wait_since: Option<Instant>,
+}
+
+impl Closing {
+    /// When this socket next needs a look, besides smoltcp's own timers.
+    pub(crate) fn next_check(&self) -> Instant {
+        self.reset_at
+            .map_or(self.deadline, |at| at.min(self.deadline))
+    }
+}
+
+impl Engine {
+    /// Close `id` by `mode` (the facade has already applied the linger table).
+    pub(super) fn close(&mut self, id: SocketId, mode: CloseMode, reply: Responder, now: Instant) {
+        let Some(entry) = self.entries.get(&id) else {
+            return reply.send(Err(StackError::NotSocket.into()));
+        };
+        // C07: a non-blocking linger close that cannot finish now changes nothing at all.
+        if let (CloseMode::LingerNonBlocking { .. }, Kind::Conn(h)) = (mode, &entry.kind) {
+            let socket = self.sockets.get::<tcp::Socket>(*h);
+            let unread = socket.recv_queue() > 0;
+            if socket.send_queue() > 0 && !unread && socket.state() != State::Closed {
+                return reply.send(Err(StackError::WouldBlock.into()));
+            }
+        }
+        let entry = self.entries.remove(&id).expect("checked above");
+        self.release_waiters(id);
+        if let Some(port) = entry.bound_port {
+            self.ports.unbind(port);
+        }
+        let outcome = match entry.kind {
+            Kind::Fresh => CloseOutcome::Nothing,
+            Kind::Listener(ref listener) => {
+                self.close_listener(id, &listener.slots, now);
+                CloseOutcome::Nothing
+            }
+            Kind::Conn(handle) => match self.close_connection(id, &entry, handle, mode, now) {
+                Some(outcome) => outcome,
+                None => {
+                    // A blocking linger close: answered when finished or after its RST.
+                    let deadline = match mode {
+                        CloseMode::Linger { timeout } => Some(now + Duration::from(timeout)),
+                        _ => None,
+                    };
+                    let op = Op::Linger {
+                        handle,
+                        reset: false,
+                    };
+                    return self.waiters.push(Waiter {
+                        id,
+                        op,
+                        deadline,
+                        overlapped: false,
+                        reply,
+                    });
+                }
+            },
+        };
+        reply.send(Ok(Done::Closed(outcome)));
+    }
+
+    /// Close a listener: idle slots go at once, connections not yet accepted are reset (C15).
+    fn close_listener(&mut self, id: SocketId, slots: &[SocketHandle], now: Instant) {
+        for &handle in slots {
+            let socket = self.socket(handle);
+            if socket.state() == State::Listen
+                || (socket.state() == State::Closed && socket.remote_endpoint().is_none())
+            {
+                self.sockets.remove(handle);
+                continue;
+            }
+            let port = socket.local_endpoint().map(|e| e.port);
+            if let Some(port) = port {
+                self.ports.hold(port);
+            }
+            self.push_closing(
+                id,
+                handle,
+                port,
+                now + Duration::from(self.config.close_deadline),
+            );
+            self.abort_closing(handle, CloseReason::LocalAbort, now);
+        }
+    }
+
+    /// Close a connection; `None` when a blocking linger must wait.
+    fn close_connection(
+        &mut self,
+        id: SocketId,
+        entry: &Entry,
+        handle: SocketHandle,
+        mode: CloseMode,
+        now: Instant,
+    ) -> Option<CloseOutcome> {
+        let port = entry.local.map(|l| l.port());
+        let socket = self.socket(handle);
+        let state = socket.state();
+        let unread = socket.recv_queue() > 0;
+        let default_deadline = Duration::from(self.config.close_deadline);
+        let deadline = now
+            + match mode {
+                CloseMode::Graceful { deadline: Some(d) }
+                | CloseMode::LingerNonBlocking { deadline: Some(d) } => Duration::from(d),
+                CloseMode::Linger { timeout } => Duration::from(timeout),
+                _ => default_deadline,
+            };
+        // The port stays held (by `track`'s hold at connect/accept) until the socket leaves the set.
+        self.push_closing(id, handle, port, deadline);
+        if state == State::Closed {
+            return Some(CloseOutcome::Nothing);
+        }
+        // Precedence (close-semantics): linger {1,0} first, then unread data, then the mode.
+        let reset = match mode {
+            CloseMode::Abort => Some(CloseReason::LocalAbort),
+            _ if unread => Some(CloseReason::UnreadData),
+            // C14: a connect in progress is abandoned; never a completed handshake afterwards.
+            _ if matches!(state, State::SynSent | State::SynReceived) => {
+                Some(CloseReason::LocalAbort)
+            }
+            _ => None,
+        };
+        if let Some(reason) = reset {
+            log::debug!("{id:?} closing with RST ({reason:?})");
+            self.abort_closing(handle, reason, now);
+            return Some(CloseOutcome::Reset(reason));
+        }
+        if entry.reason == Some(CloseReason::PeerReset) {
+            return Some(CloseOutcome::Nothing);
+        }
+        self.socket(handle).close();
+        log::debug!("{id:?} closing gracefully ({mode:?})");
+        match mode {
+            CloseMode::Linger { .. } => {
+                self.closing.last_mut().expect("pushed above").deadline = now + default_deadline;
+                None
+            }
+            _ => Some(CloseOutcome::Background),
+        }
+    }
+
+    fn push_closing(
+        &mut self,
+        id: SocketId,
+        handle: SocketHandle,
+        port: Option<u16>,
+        deadline: Instant,
+    ) {
+        self.closing.push(Closing {
+            id,
+            handle,
+            port,
+            deadline,
+            reset_at: None,
+            reason: None,
+            time_wait_since: None,
+        });
+    }
+
+    /// Reset a closing socket now; it is freed once the RST has left (or the retry bound passed).
+    pub(super) fn abort_closing(
+        &mut self,
+        handle: SocketHandle,
+        reason: CloseReason,
+        now: Instant,
+    ) {
+        if let Some(c) = self.closing.iter_mut().find(|c| c.handle == handle) {
+            if c.reset_at.is_none() {
+                c.reset_at = Some(now);
+                c.reason = Some(reason);
+                self.stats.resets_sent += 1;
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
+            }
+        }
+    }
+
+    /// Is a blocking linger close finished? (`reset`: it was reset at its timeout.)
+    pub(super) fn linger_done(&mut self, handle: SocketHandle, reset: bool) -> Option<Done> {
+        let closing = self.closing.iter().find(|c| c.handle == handle);
+        let Some(closing) = closing else {
+            // Freed already: finished one way or the other.
+            let outcome = if reset {
+                CloseOutcome::Reset(CloseReason::LingerTimeout)
+            } else {
+                CloseOutcome::Finished
+            };
+            return Some(Done::Closed(outcome));
+        };
+        if let Some(reason) = closing.reason {
+            // Reset (timeout, unread data): answer once the RST has gone out.
+            let socket = self.sockets.get::<tcp::Socket>(handle);
+            return socket
+                .remote_endpoint()
+                .is_none()
+                .then_some(Done::Closed(CloseOutcome::Reset(reason)));
+        }
+        let socket = self.sockets.get::<tcp::Socket>(handle);
+        (socket.send_queue() == 0 && entry::fin_acked(socket.state()))
+            .then_some(Done::Closed(CloseOutcome::Finished))
+    }
+
+    /// After a poll: move closing sockets along, free the finished ones. True when a socket
+    /// was aborted and needs a poll.
+    pub(super) fn settle_closing(&mut self, now: Instant) -> bool {
+        let mut again = false;
+        let rst_retry = Duration::from(self.config.rst_retry);
+        let mut i = 0;
+        while i < self.closing.len() {
+            let c = &mut self.closing[i];
+            let socket = self.sockets.get_mut::<tcp::Socket>(c.handle);
+            let state = socket.state();
+            let done = match state {
+                State::Closed => {
+                    socket.remote_endpoint().is_none()
+                        || c.reset_at.is_some_and(|at| now >= at + rst_retry)
+                }
+                State::TimeWait => {
+                    c.time_wait_since.get_or_insert(now);
+                    false
+                }
+                _ => false,
+            };
+            if done {
+                let c = self.closing.swap_remove(i);
+                self.free_closing(c);
+                continue;
+            }
+            // C12: data arriving after the close cannot be read by anyone: reset.
+            let unread = socket.recv_queue() > 0;
+            if c.reset_at.is_none()
+                && state != State::Closed
+                && state != State::TimeWait
+                && (unread || now >= c.deadline)
+            {
+                let reason = if unread {
+                    CloseReason::UnreadData
+                } else {
+                    CloseReason::CloseDeadline
+                };
+                log::info!(
+                    "{:?} reset while closing: {reason:?} (state {})",
+                    c.id,
+                    entry::state_name(state)
+                );
+                let handle = c.handle;
+                self.abort_closing(handle, reason, now);
+                again = true;
+            }
+            i += 1;
+        }
+        self.cap_time_wait();
+        again
+    }
+
+    /// Keep at most `max_time_wait` sockets in TIME-WAIT, freeing the oldest (as Linux's
+    /// tcp_max_tw_buckets); removing a socket sends nothing.
+    fn cap_time_wait(&mut self) {
+        let mut waiting: Vec<(Instant, usize)> = self
+            .closing
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.time_wait_since.map(|t| (t, i)))
+            .collect();
+        if waiting.len() <= self.config.max_time_wait {
+            return;
+        }
+        waiting.sort();
+        let excess = waiting.len() - self.config.max_time_wait;
+        let mut victims: Vec<usize> = waiting[..excess].iter().map(|(_, i)| *i).collect();
+        victims.sort_unstable_by(|a, b| b.cmp(a));
+        for i in victims {
+            let c = self.closing.swap_remove(i);
+            self.free_closing(c);
+        }
+    }
+
+    fn free_closing(&mut self, c: Closing) {
+        let socket = self.sockets.get::<tcp::Socket>(c.handle);
+        let graceful = c.reason.is_none();
+        if graceful {
+            self.stats.graceful_closes += 1;
+        }
+        log::debug!(
+            "{:?} freed ({}; {:?})",
+            c.id,
+            entry::state_name(socket.state()),
+            c.reason.unwrap_or(CloseReason::Graceful)
+        );
+        self.sockets.remove(c.handle);
+        if let Some(port) = c.port {
+            self.ports.release(port);
+        }
+    }
+
+    /// Closing sockets for status pages.
+    pub(super) fn closing_info(&self) -> Vec<SocketInfo> {
+        self.closing
+            .iter()
+            .map(|c| {
+                let s = self.sockets.get::<tcp::Socket>(c.handle);
+                SocketInfo {
+                    id: c.id,
+                    state: entry::state_name(s.state()),
+                    local: s.local_endpoint().map(endpoint_addr),
+                    remote: s.remote_endpoint().map(endpoint_addr),
+                    send_queue: s.send_queue(),
+                    recv_queue: s.recv_queue(),
+                    ready: Default::default(),
+                    reason: c.reason,
+                    options: self.defaults,
+                    closing: true,
+                }
+            })
+            .collect()
+    }
+
+    /// Stop: reset every open connection, let closing ones finish within `grace`, then stop.
+    pub(super) fn stop(&mut self, grace: std::time::Duration, reply: Responder, now: Instant) {
+        let ids: Vec<SocketId> = self.entries.keys().copied().collect();
+        for id in ids {
+            let (tx, _rx) = crossbeam_channel::bounded(1);
+            self.close(id, CloseMode::Abort, Responder::new(tx, 0), now);
+        }
+        let until = now + Duration::from(grace);
+        log::info!(
+            "stopping: {} sockets closing, grace {grace:?}",
+            self.closing.len()
+        );
+        self.life = Life::Stopping {
+            until,
+            reply: Some(reply),
+        };
+    }
+
+    /// While stopping: reset what is left at the grace deadline, stop when nothing is left.
+    pub(super) fn settle_stop(&mut self, now: Instant) -> bool {
+        let Life::Stopping { until, .. } = self.life else {
+            return false;
+        };
+        if now >= until {
+            let handles: Vec<SocketHandle> = self.closing.iter().map(|c| c.handle).collect();
+            let mut again = false;
+            for h in handles {
+                let before = self.stats.resets_sent;
+                self.abort_closing(h, CloseReason::NetworkDown, now);
+                again |= self.stats.resets_sent != before;
+            }
+            if again {
+                return true;
+            }
+        }
+        let rst_pending = self.closing.iter().any(|c| {
+            self.sockets
+                .get::<tcp::Socket>(c.handle)
+                .remote_endpoint()
+                .is_some()
+                && c.reset_at.is_some()
+        });
+        if self.closing.is_empty() || (now >= until && !rst_pending) {
+            for w in self.waiters.drain(..) {
+                w.reply.send(Err(StackError::NetworkDown.into()));
+            }
+            if let Life::Stopping {
+                reply: Some(reply), ..
+            } = std::mem::replace(&mut self.life, Life::Stopped)
+            {
+                log::info!("stopped");
+                reply.send(Ok(Done::Unit));
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,118 @@
+//! What the engine knows of each socket id, beyond smoltcp's own state.
+
+use std::net::SocketAddr;
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::State;
+
+use crate::command::{CloseReason, Readiness, TcpOptions};
+use crate::error::StackError;
+
+/// A listening socket: `slots` smoltcp sockets on one port, refilled as connections are taken.
+pub(crate) struct Listener {
+    pub(crate) slots: Vec<SocketHandle>,
+}
+
+/// The smoltcp side of a socket id.
+pub(crate) enum Kind {
+    /// Created, maybe bound, not yet connecting or listening: no smoltcp socket yet, so buffer
+    /// sizes set now still apply.
+    Fresh,
+    /// A connection (connecting, connected or closing from the peer's side).
+    Conn(SocketHandle),
+    /// A listener.
+    Listener(Listener),
+}
+
+/// One socket id owned by an application.
+pub(crate) struct Entry {
+    pub(crate) kind: Kind,
+    pub(crate) options: TcpOptions,
+    /// Local endpoint once bound (explicitly, or by connect).
+    pub(crate) local: Option<SocketAddr>,
+    /// The port this id bound exclusively, released when the id closes.
+    pub(crate) bound_port: Option<u16>,
+    pub(crate) recv_shut: bool,
+    pub(crate) send_shut: bool,
+    /// Why the connection ended, once it did.
+    pub(crate) reason: Option<CloseReason>,
+    /// smoltcp state at the last check, to see transitions the engine did not cause.
+    pub(crate) last_state: State,
+    /// Send readiness changes to the event sink.
+    pub(crate) watch: bool,
+    pub(crate) last_ready: Readiness,
+}
+
+impl Entry {
+    pub(crate) fn new(options: TcpOptions) -> Self {
+        Entry {
+            kind: Kind::Fresh,
+            options,
+            local: None,
+            bound_port: None,
+            recv_shut: false,
+            send_shut: false,
+            reason: None,
+            last_state: State::Closed,
+            watch: false,
+            last_ready: Readiness::default(),
+        }
+    }
+
+    /// The error a data call gets once the connection is gone.
+    pub(crate) fn broken(&self) -> Option<StackError> {
+        self.reason.and_then(reason_error)
+    }
+}
+
+/// The Winsock-visible error of a connection that ended for `reason` (None: it ended cleanly).
+pub(crate) fn reason_error(reason: CloseReason) -> Option<StackError> {
+    match reason {
+        CloseReason::Graceful => None,
+        CloseReason::PeerReset => Some(StackError::ConnReset),
+        CloseReason::NetworkDown => Some(StackError::NetworkDown),
+        CloseReason::TimedOut => Some(StackError::TimedOut),
+        CloseReason::LocalAbort
+        | CloseReason::UnreadData
+        | CloseReason::LingerTimeout
+        | CloseReason::CloseDeadline => Some(StackError::ConnAborted),
+    }
+}
+
+/// States in which our FIN has been acknowledged (or the connection is fully gone).
+pub(crate) fn fin_acked(state: State) -> bool {
+    matches!(state, State::FinWait2 | State::TimeWait | State::Closed)
+}
+
+/// States past the handshake: the peer has seen our SYN-ACK / we saw theirs.
+pub(crate) fn synchronized(state: State) -> bool {
+    !matches!(
+        state,
+        State::Closed | State::Listen | State::SynSent | State::SynReceived
+    )
+}
+
+/// States in which the peer has sent its FIN.
+pub(crate) fn peer_closed(state: State) -> bool {
+    matches!(
+        state,
+        State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+    )
+}
+
+/// smoltcp's name of a state, for status pages.
+pub(crate) fn state_name(state: State) -> &'static str {
+    match state {
+        State::Closed => "CLOSED",
+        State::Listen => "LISTEN",
+        State::SynSent => "SYN-SENT",
+        State::SynReceived => "SYN-RECEIVED",
+        State::Established => "ESTABLISHED",
+        State::FinWait1 => "FIN-WAIT-1",
+        State::FinWait2 => "FIN-WAIT-2",
+        State::CloseWait => "CLOSE-WAIT",
+        State::Closing => "CLOSING",
+        State::LastAck => "LAST-ACK",
+        State::TimeWait => "TIME-WAIT",
+    }
+}

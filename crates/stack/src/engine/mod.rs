@@ -1,0 +1,704 @@
+//! The engine core: smoltcp's interface, socket set and device, driven by commands, frames and
+//! the current time. It does no blocking I/O and never reads a clock: the runner (or a test)
+//! passes `now` in and asks [`Engine::poll_at`] when to come back. That keeps every timing rule
+//! (linger timeouts, close deadlines) testable with a virtual clock.
+
+mod close;
+mod entry;
+mod ops;
+mod ports;
+
+use std::collections::HashMap;
+use std::io;
+
+use crossbeam_channel::Sender;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv6Address};
+
+use crate::command::{
+    CloseReason, Command, Done, Failure, Outcome, Readiness, Request, Responder, SocketEvent,
+    SocketId, SocketInfo, TcpOptions, Wait,
+};
+use crate::config::StackConfig;
+use crate::counters::Counters;
+use crate::error::StackError;
+use crate::link::{FaultConfig, Link, LinkDevice, PcapSink};
+use close::Closing;
+use entry::{Entry, Kind};
+use ports::Ports;
+
+/// A parked call, resolved after a poll or at its deadline.
+struct Waiter {
+    id: SocketId,
+    op: Op,
+    deadline: Option<Instant>,
+    overlapped: bool,
+    reply: Responder,
+}
+
+/// What a parked call waits for.
+enum Op {
+    Accept,
+    Connect,
+    /// Bytes still to queue, and how many were queued already.
+    Send {
+        data: Vec<u8>,
+        queued: usize,
+    },
+    Recv {
+        max: usize,
+    },
+    /// A blocking linger close; `handle` is the socket, already out of the id table.
+    Linger {
+        handle: SocketHandle,
+        reset: bool,
+    },
+}
+
+/// Whether the engine still takes work.
+enum Life {
+    Running,
+    /// Draining before a stop; the reply goes out when nothing is left.
+    Stopping {
+        until: Instant,
+        reply: Option<Responder>,
+    },
+    /// Stopped (asked to, or the link failed); every call gets NetworkDown.
+    Stopped,
+}
+
+/// Optional middleware for the engine's device.
+#[derive(Default)]
+pub struct DeviceOptions {
+    /// Write every frame to this pcap sink.
+    pub pcap: Option<PcapSink>,
+    /// Fault injection.
+    pub faults: FaultConfig,
+}
+
+/// The engine: the only owner of smoltcp state.
+pub struct Engine {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    device: LinkDevice,
+    config: StackConfig,
+    defaults: TcpOptions,
+    entries: HashMap<SocketId, Entry>,
+    closing: Vec<Closing>,
+    waiters: Vec<Waiter>,
+    ports: Ports,
+    next_id: u64,
+    events: Option<Sender<SocketEvent>>,
+    life: Life,
+    stats: Counters,
+}
+
+impl Engine {
+    /// Bring the interface up on `link` with `config`, at time `now`.
+    pub fn new(
+        config: StackConfig,
+        link: Box<dyn Link>,
+        options: DeviceOptions,
+        now: Instant,
+    ) -> io::Result<Engine> {
+        let seed = match config.random_seed {
+            Some(seed) => seed,
+            None => random_seed()?,
+        };
+        let mut device = LinkDevice::new(
+            link,
+            options.pcap,
+            options.faults,
+            seed ^ 0x9e37_79b9_7f4a_7c15,
+        );
+        let mac = EthernetAddress(config.mac);
+        if !mac.is_unicast() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("MAC {mac} is not unicast"),
+            ));
+        }
+        let mut iface_config = Config::new(HardwareAddress::Ethernet(mac));
+        iface_config.random_seed = seed;
+        let mut iface = Interface::new(iface_config, &mut device, now);
+        configure_addresses(&mut iface, &config)?;
+        let defaults = TcpOptions {
+            rx_buffer: config.rx_buffer,
+            tx_buffer: config.tx_buffer,
+            nodelay: false,
+            keep_alive: None,
+            timeout: None,
+        };
+        let mut ports = Ports::default();
+        ports.seed(seed);
+        log::info!(
+            "engine up on {} (mtu {}), addresses {:?}",
+            device.link_mut().describe(),
+            device.mtu(),
+            iface.ip_addrs()
+        );
+        Ok(Engine {
+            iface,
+            sockets: SocketSet::new(vec![]),
+            device,
+            config,
+            defaults,
+            entries: HashMap::new(),
+            closing: Vec::new(),
+            waiters: Vec::new(),
+            ports,
+            next_id: 1,
+            events: None,
+            life: Life::Running,
+            stats: Counters::default(),
+        })
+    }
+
+    /// Send readiness changes of watched sockets to `sink`.
+    pub fn set_event_sink(&mut self, sink: Sender<SocketEvent>) {
+        self.events = Some(sink);
+    }
+
+    /// Register the link with the runner's poll.
+    pub fn register_link(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        waker: &std::sync::Arc<mio::Waker>,
+    ) -> io::Result<()> {
+        self.device.link_mut().register(registry, token, waker)
+    }
+
+    /// True once the engine has stopped (asked to, or its link failed).
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.life, Life::Stopped)
+    }
+
+    /// Reopen the pcap file, if one is being written.
+    pub fn reopen_pcap(&mut self) -> io::Result<()> {
+        self.device.reopen_pcap()
+    }
+
+    /// Apply one command at time `now`.
+    pub fn handle(&mut self, command: Command, now: Instant) {
+        let Command { request, reply } = command;
+        if !matches!(self.life, Life::Running) {
+            let outcome = match request {
+                Request::Counters => Ok(Done::Counters(Box::new(self.counters()))),
+                Request::List => Ok(Done::Sockets(self.list())),
+                _ => Err(StackError::NetworkDown.into()),
+            };
+            return reply.send(outcome);
+        }
+        match request {
+            Request::Open => reply.send(Ok(Done::Socket(self.open()))),
+            Request::Bind(id, addr) => reply.send(
+                self.bind(id, addr)
+                    .map(|()| Done::Unit)
+                    .map_err(Failure::from),
+            ),
+            Request::Listen(id, backlog) => reply.send(
+                self.listen(id, backlog)
+                    .map(|()| Done::Unit)
+                    .map_err(Failure::from),
+            ),
+            Request::Accept(id, wait) => self.start(id, Op::Accept, wait, reply, now),
+            Request::Connect(id, addr, wait) => match self.connect(id, addr) {
+                Ok(()) => self.start(id, Op::Connect, wait, reply, now),
+                Err(e) => reply.send(Err(e.into())),
+            },
+            Request::Send(id, data, wait) => {
+                self.start(id, Op::Send { data, queued: 0 }, wait, reply, now)
+            }
+            Request::Recv(id, max, wait) => self.start(id, Op::Recv { max }, wait, reply, now),
+            Request::Shutdown(id, how) => reply.send(
+                self.shutdown(id, how)
+                    .map(|()| Done::Unit)
+                    .map_err(Failure::from),
+            ),
+            Request::Close(id, mode) => self.close(id, mode, reply, now),
+            Request::Cancel(id) => {
+                let known = self.entries.contains_key(&id);
+                self.release_waiters(id);
+                reply.send(if known {
+                    Ok(Done::Unit)
+                } else {
+                    Err(StackError::NotSocket.into())
+                });
+            }
+            Request::SetOptions(id, options) => reply.send(
+                self.set_options(id, options)
+                    .map(|()| Done::Unit)
+                    .map_err(Failure::from),
+            ),
+            Request::Info(id) => reply.send(
+                self.info(id)
+                    .map(|i| Done::Info(Box::new(i)))
+                    .ok_or(StackError::NotSocket.into()),
+            ),
+            Request::List => reply.send(Ok(Done::Sockets(self.list()))),
+            Request::Counters => reply.send(Ok(Done::Counters(Box::new(self.counters())))),
+            Request::Watch(id, on) => {
+                let outcome = match self.entries.get_mut(&id) {
+                    Some(entry) => {
+                        entry.watch = on;
+                        // Force a fresh event so the watcher learns the current readiness.
+                        entry.last_ready = Readiness {
+                            error: Some(StackError::WouldBlock),
+                            ..Readiness::default()
+                        };
+                        Ok(Done::Unit)
+                    }
+                    None => Err(StackError::NotSocket.into()),
+                };
+                reply.send(outcome);
+            }
+            Request::Stop { grace } => self.stop(grace, reply, now),
+        }
+    }
+
+    /// Poll smoltcp and settle everything that depends on it, at time `now`.
+    pub fn poll(&mut self, now: Instant) {
+        // A few rounds: settling may abort a socket whose RST must leave before a waiter is
+        // answered (C06), which needs one more poll.
+        for _ in 0..4 {
+            self.iface.poll(now, &mut self.device, &mut self.sockets);
+            if self.device.failure().is_some() && !matches!(self.life, Life::Stopped) {
+                self.network_down();
+                return;
+            }
+            if !self.settle(now) {
+                break;
+            }
+        }
+        self.emit_events();
+        self.device.flush();
+    }
+
+    /// When the engine next needs to run, if nothing arrives before.
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        if self.is_stopped() {
+            return None;
+        }
+        let mut at = self.iface.poll_at(now, &self.sockets);
+        let mut earliest = |t: Option<Instant>| {
+            if let Some(t) = t {
+                at = Some(at.map_or(t, |a| a.min(t)));
+            }
+        };
+        for w in &self.waiters {
+            earliest(w.deadline);
+        }
+        for c in &self.closing {
+            earliest(Some(c.next_check()));
+        }
+        earliest(self.device.next_release());
+        if let Life::Stopping { until, .. } = self.life {
+            earliest(Some(until));
+        }
+        at
+    }
+
+    /// Resolve waiters and closing sockets after a poll. True when another poll is needed now.
+    fn settle(&mut self, now: Instant) -> bool {
+        let mut again = self.track_connections(now);
+        again |= self.settle_closing(now);
+        again |= self.settle_waiters(now);
+        again |= self.settle_stop(now);
+        again
+    }
+
+    /// A new socket id with the default options.
+    fn open(&mut self) -> SocketId {
+        let id = SocketId(self.next_id);
+        self.next_id += 1;
+        self.entries.insert(id, Entry::new(self.defaults));
+        id
+    }
+
+    fn set_options(&mut self, id: SocketId, options: TcpOptions) -> Result<(), StackError> {
+        if options.rx_buffer == 0 || options.tx_buffer == 0 {
+            return Err(StackError::InvalidInput);
+        }
+        let entry = self.entries.get_mut(&id).ok_or(StackError::NotSocket)?;
+        entry.options = options;
+        // Buffers are fixed at creation; Nagle, keep-alive and timeout apply to live sockets.
+        let handles: Vec<SocketHandle> = match &entry.kind {
+            Kind::Fresh => vec![],
+            Kind::Conn(h) => vec![*h],
+            Kind::Listener(l) => l.slots.clone(),
+        };
+        for h in handles {
+            apply_live_options(self.sockets.get_mut::<tcp::Socket>(h), &options);
+        }
+        Ok(())
+    }
+
+    /// A new smoltcp socket with `options`, added to the set.
+    fn new_socket(&mut self, options: &TcpOptions) -> SocketHandle {
+        let rx = tcp::SocketBuffer::new(vec![0; options.rx_buffer]);
+        let tx = tcp::SocketBuffer::new(vec![0; options.tx_buffer]);
+        let mut socket = tcp::Socket::new(rx, tx);
+        socket.set_congestion_control(tcp::CongestionControl::Cubic);
+        apply_live_options(&mut socket, options);
+        self.sockets.add(socket)
+    }
+
+    fn socket(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(handle)
+    }
+
+    /// Start a call that may have to wait.
+    fn start(&mut self, id: SocketId, mut op: Op, wait: Wait, reply: Responder, now: Instant) {
+        match self.attempt(id, &mut op) {
+            Ok(Some(done)) => reply.send(Ok(done)),
+            Err(failure) => reply.send(Err(failure)),
+            Ok(None) => match wait {
+                Wait::No => reply.send(match op {
+                    Op::Send { queued, .. } if queued > 0 => Ok(Done::Sent(queued)),
+                    _ => Err(StackError::WouldBlock.into()),
+                }),
+                Wait::Block(timeout) => {
+                    let deadline = timeout.map(|t| now + Duration::from(t));
+                    self.waiters.push(Waiter {
+                        id,
+                        op,
+                        deadline,
+                        overlapped: false,
+                        reply,
+                    });
+                }
+                Wait::Overlapped => self.waiters.push(Waiter {
+                    id,
+                    op,
+                    deadline: None,
+                    overlapped: true,
+                    reply,
+                }),
+            },
+        }
+    }
+
+    /// Try a waitable call once: `Ok(None)` means it would have to wait.
+    fn attempt(&mut self, id: SocketId, op: &mut Op) -> Result<Option<Done>, Failure> {
+        match op {
+            Op::Accept => self.try_accept(id),
+            Op::Connect => self.try_connected(id),
+            Op::Send { data, queued } => self.try_send(id, data, queued),
+            Op::Recv { max } => self.try_recv(id, *max),
+            Op::Linger { handle, reset } => Ok(self.linger_done(*handle, *reset)),
+        }
+    }
+
+    /// Answer parked calls that can be answered now. True when a poll is needed at once.
+    fn settle_waiters(&mut self, now: Instant) -> bool {
+        let mut again = false;
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let mut op = std::mem::replace(&mut self.waiters[i].op, Op::Accept);
+            let id = self.waiters[i].id;
+            let result = self.attempt(id, &mut op);
+            self.waiters[i].op = op;
+            let expired = self.waiters[i].deadline.is_some_and(|d| now >= d);
+            let outcome: Option<Outcome> = match result {
+                Ok(Some(done)) => Some(Ok(done)),
+                Err(f) => Some(Err(f)),
+                Ok(None) if expired => self.expire(i, now, &mut again),
+                Ok(None) => None,
+            };
+            match outcome {
+                Some(outcome) => self.waiters.swap_remove(i).reply.send(outcome),
+                None => i += 1,
+            }
+        }
+        again
+    }
+
+    /// A waiter's deadline passed: time out, or for a linger close reset and answer after the
+    /// RST has gone out.
+    fn expire(&mut self, i: usize, now: Instant, again: &mut bool) -> Option<Outcome> {
+        match &mut self.waiters[i].op {
+            Op::Linger { handle, reset } => {
+                if !*reset {
+                    *reset = true;
+                    let handle = *handle;
+                    self.abort_closing(handle, CloseReason::LingerTimeout, now);
+                    *again = true;
+                }
+                None
+            }
+            Op::Send { queued, .. } => Some(Err(Failure {
+                error: StackError::TimedOut,
+                bytes: *queued,
+            })),
+            _ => Some(Err(StackError::TimedOut.into())),
+        }
+    }
+
+    /// Release every parked call on `id`: blocking ones with Interrupted, overlapped ones with
+    /// OperationAborted (a send reports the bytes it had queued), as a close does (C16, C17).
+    fn release_waiters(&mut self, id: SocketId) {
+        let (mine, rest): (Vec<Waiter>, Vec<Waiter>) = self
+            .waiters
+            .drain(..)
+            .partition(|w| w.id == id && !matches!(w.op, Op::Linger { .. }));
+        self.waiters = rest;
+        for w in mine {
+            let error = if w.overlapped {
+                StackError::OperationAborted
+            } else {
+                StackError::Interrupted
+            };
+            let bytes = match w.op {
+                Op::Send { queued, .. } => queued,
+                _ => 0,
+            };
+            w.reply.send(Err(Failure { error, bytes }));
+        }
+    }
+
+    fn info(&mut self, id: SocketId) -> Option<SocketInfo> {
+        let entry = self.entries.get(&id)?;
+        let handle = match &entry.kind {
+            Kind::Conn(h) => Some(*h),
+            _ => None,
+        };
+        let options = entry.options;
+        let local = entry.local;
+        let reason = entry.reason;
+        let listening = matches!(entry.kind, Kind::Listener(_));
+        let ready = self.readiness(id);
+        let (state, remote, send_queue, recv_queue, local) = match handle {
+            Some(h) => {
+                let s = self.socket(h);
+                let remote = s.remote_endpoint().map(endpoint_addr);
+                let local = s.local_endpoint().map(endpoint_addr).or(local);
+                (
+                    entry::state_name(s.state()),
+                    remote,
+                    s.send_queue(),
+                    s.recv_queue(),
+                    local,
+                )
+            }
+            None if listening => ("LISTEN", None, 0, 0, local),
+            None if local.is_some() => ("BOUND", None, 0, 0, local),
+            None => ("FRESH", None, 0, 0, local),
+        };
+        Some(SocketInfo {
+            id,
+            state,
+            local,
+            remote,
+            send_queue,
+            recv_queue,
+            ready,
+            reason,
+            options,
+            closing: false,
+        })
+    }
+
+    fn list(&mut self) -> Vec<SocketInfo> {
+        let mut ids: Vec<SocketId> = self.entries.keys().copied().collect();
+        ids.sort();
+        let mut out: Vec<SocketInfo> = ids.into_iter().filter_map(|id| self.info(id)).collect();
+        out.extend(self.closing_info());
+        out
+    }
+
+    /// Counters: the device's, the engine's and the socket census.
+    pub fn counters(&self) -> Counters {
+        let mut c = self.device.counters().clone();
+        c.resets_sent = self.stats.resets_sent;
+        c.resets_received = self.stats.resets_received;
+        c.graceful_closes = self.stats.graceful_closes;
+        for (_, socket) in self.sockets.iter() {
+            let smoltcp::socket::Socket::Tcp(s) = socket;
+            *c.sockets_by_state
+                .entry(entry::state_name(s.state()))
+                .or_default() += 1;
+        }
+        c.open_ids = self.entries.len();
+        c
+    }
+
+    /// Readiness of a live socket id.
+    fn readiness(&mut self, id: SocketId) -> Readiness {
+        let Some(entry) = self.entries.get(&id) else {
+            return Readiness::default();
+        };
+        let reason = entry.reason;
+        match &entry.kind {
+            Kind::Fresh => Readiness::default(),
+            Kind::Listener(l) => {
+                let slots = l.slots.clone();
+                let acceptable = slots.iter().any(|h| {
+                    self.sockets.get::<tcp::Socket>(*h).state() != tcp::State::Listen
+                        && entry::synchronized(self.sockets.get::<tcp::Socket>(*h).state())
+                });
+                Readiness {
+                    acceptable,
+                    ..Readiness::default()
+                }
+            }
+            Kind::Conn(h) => {
+                let s = self.sockets.get::<tcp::Socket>(*h);
+                let state = s.state();
+                let error = reason.and_then(entry::reason_error);
+                let failed_connect = state == tcp::State::Closed && reason.is_some();
+                Readiness {
+                    readable: s.recv_queue() > 0 || entry::peer_closed(state) || error.is_some(),
+                    writable: s.can_send() && entry::synchronized(state),
+                    acceptable: false,
+                    connected: entry::synchronized(state) || failed_connect,
+                    closed: entry::peer_closed(state)
+                        || error.is_some()
+                        || (state == tcp::State::Closed && reason == Some(CloseReason::Graceful)),
+                    error,
+                }
+            }
+        }
+    }
+
+    /// Send readiness changes of watched sockets to the event sink.
+    fn emit_events(&mut self) {
+        if self.events.is_none() {
+            return;
+        }
+        let watched: Vec<SocketId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.watch)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in watched {
+            let ready = self.readiness(id);
+            let entry = self.entries.get_mut(&id).expect("watched id is live");
+            if entry.last_ready != ready {
+                entry.last_ready = ready;
+                if let Some(sink) = &self.events {
+                    let _ = sink.send(SocketEvent { id, ready });
+                }
+            }
+        }
+    }
+
+    /// The link failed: release everything with NetworkDown and stop.
+    fn network_down(&mut self) {
+        log::error!(
+            "network down: {}",
+            self.device
+                .failure()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
+        for w in self.waiters.drain(..) {
+            w.reply.send(Err(StackError::NetworkDown.into()));
+        }
+        if let Life::Stopping {
+            reply: Some(reply), ..
+        } = std::mem::replace(&mut self.life, Life::Stopped)
+        {
+            reply.send(Ok(Done::Unit));
+        }
+        for entry in self.entries.values_mut() {
+            entry.reason.get_or_insert(CloseReason::NetworkDown);
+        }
+        self.emit_events_all_down();
+    }
+
+    fn emit_events_all_down(&mut self) {
+        let Some(sink) = &self.events else { return };
+        for (id, entry) in &self.entries {
+            if entry.watch {
+                let ready = Readiness {
+                    readable: true,
+                    closed: true,
+                    connected: true,
+                    error: Some(StackError::NetworkDown),
+                    ..Readiness::default()
+                };
+                let _ = sink.send(SocketEvent { id: *id, ready });
+            }
+        }
+    }
+}
+
+/// Nagle, keep-alive and timeout: the options smoltcp lets us change on a live socket.
+fn apply_live_options(socket: &mut tcp::Socket<'static>, options: &TcpOptions) {
+    socket.set_nagle_enabled(!options.nodelay);
+    socket.set_keep_alive(options.keep_alive.map(Duration::from));
+    socket.set_timeout(options.timeout.map(Duration::from));
+}
+
+/// Addresses and default routes from the configuration.
+fn configure_addresses(iface: &mut Interface, config: &StackConfig) -> io::Result<()> {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let mut cidrs = Vec::new();
+    if let Some(v4) = config.ipv4 {
+        if v4.prefix > 32 {
+            return Err(invalid(format!(
+                "IPv4 prefix /{} is longer than 32",
+                v4.prefix
+            )));
+        }
+        cidrs.push(IpCidr::new(IpAddress::Ipv4(v4.addr), v4.prefix));
+    }
+    if let Some(v6) = config.ipv6 {
+        if v6.prefix > 128 {
+            return Err(invalid(format!(
+                "IPv6 prefix /{} is longer than 128",
+                v6.prefix
+            )));
+        }
+        cidrs.push(IpCidr::new(IpAddress::Ipv6(v6.addr), v6.prefix));
+        cidrs.push(IpCidr::new(IpAddress::Ipv6(link_local(config.mac)), 64));
+    }
+    iface.update_ip_addrs(|addrs| {
+        for cidr in cidrs {
+            let _ = addrs.push(cidr);
+        }
+    });
+    if let Some(gw) = config.gateway_v4 {
+        iface
+            .routes_mut()
+            .add_default_ipv4_route(gw)
+            .map_err(|_| invalid("route table full".into()))?;
+    }
+    if let Some(gw) = config.gateway_v6 {
+        iface
+            .routes_mut()
+            .add_default_ipv6_route(gw)
+            .map_err(|_| invalid("route table full".into()))?;
+    }
+    Ok(())
+}
+
+/// The EUI-64 link-local address of a MAC (RFC 4291 appendix A).
+fn link_local(mac: [u8; 6]) -> Ipv6Address {
+    Ipv6Address::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]]),
+    )
+}
+
+/// A seed for smoltcp from the OS's random source.
+fn random_seed() -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| io::Error::other(format!("no random source: {e}")))?;
+    Ok(u64::from_ne_bytes(bytes))
+}
+
+/// smoltcp endpoint to std address.
+fn endpoint_addr(ep: smoltcp::wire::IpEndpoint) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(ep.addr.into(), ep.port)
+}

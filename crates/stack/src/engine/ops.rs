@@ -1,0 +1,355 @@
+//! The socket calls: bind, listen, accept, connect, send, recv, shutdown, and the per-poll
+//! tracking of connections the application still holds.
+
+use std::net::{IpAddr, SocketAddr};
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::{self, State};
+use smoltcp::time::Instant;
+use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
+
+use super::entry::{self, Entry, Kind, Listener};
+use super::{Engine, endpoint_addr};
+use crate::command::{CloseReason, Done, Failure, Shutdown, SocketId};
+use crate::error::StackError;
+
+impl Engine {
+    pub(super) fn entry(&mut self, id: SocketId) -> Result<&mut Entry, StackError> {
+        self.entries.get_mut(&id).ok_or(StackError::NotSocket)
+    }
+
+    /// Is `ip` one of ours, or unspecified, and of a configured family?
+    fn check_local(&self, ip: IpAddr) -> Result<(), StackError> {
+        self.check_family(ip)?;
+        if ip.is_unspecified() || self.iface.has_ip_addr(IpAddress::from(ip)) {
+            Ok(())
+        } else {
+            Err(StackError::AddrNotAvail)
+        }
+    }
+
+    fn check_family(&self, ip: IpAddr) -> Result<(), StackError> {
+        let configured = match ip {
+            IpAddr::V4(_) => self.iface.ipv4_addr().is_some(),
+            IpAddr::V6(_) => self
+                .iface
+                .ip_addrs()
+                .iter()
+                .any(|c| matches!(c.address(), IpAddress::Ipv6(_))),
+        };
+        if configured {
+            Ok(())
+        } else {
+            Err(StackError::AfNotSupported)
+        }
+    }
+
+    pub(super) fn bind(&mut self, id: SocketId, addr: SocketAddr) -> Result<(), StackError> {
+        let entry = self.entries.get(&id).ok_or(StackError::NotSocket)?;
+        if !matches!(entry.kind, Kind::Fresh) || entry.local.is_some() {
+            return Err(StackError::InvalidInput);
+        }
+        self.check_local(addr.ip())?;
+        let port = self.ports.bind(addr.port())?;
+        let entry = self.entry(id)?;
+        entry.local = Some(SocketAddr::new(addr.ip(), port));
+        entry.bound_port = Some(port);
+        Ok(())
+    }
+
+    pub(super) fn listen(&mut self, id: SocketId, backlog: usize) -> Result<(), StackError> {
+        let max = self.config.max_backlog;
+        let entry = self.entry(id)?;
+        match entry.kind {
+            Kind::Listener(_) => return Ok(()),
+            Kind::Conn(_) => return Err(StackError::IsConnected),
+            Kind::Fresh => {}
+        }
+        let local = entry.local.ok_or(StackError::InvalidInput)?;
+        let options = entry.options;
+        let slots = backlog.clamp(1, max);
+        let endpoint = listen_endpoint(local);
+        let mut listener = Listener {
+            slots: Vec::with_capacity(slots),
+        };
+        for _ in 0..slots {
+            let h = self.new_socket(&options);
+            self.socket(h)
+                .listen(endpoint)
+                .map_err(|_| StackError::InvalidInput)?;
+            listener.slots.push(h);
+        }
+        log::debug!("{id:?} listening on {local} with {slots} slots");
+        self.entry(id)?.kind = Kind::Listener(listener);
+        Ok(())
+    }
+
+    pub(super) fn try_accept(&mut self, id: SocketId) -> Result<Option<Done>, Failure> {
+        let entry = self.entries.get(&id).ok_or(StackError::NotSocket)?;
+        let Kind::Listener(listener) = &entry.kind else {
+            return Err(StackError::InvalidInput.into());
+        };
+        let (options, local) = (entry.options, entry.local);
+        let slots = listener.slots.clone();
+        for (index, handle) in slots.into_iter().enumerate() {
+            let state = self.socket(handle).state();
+            if state == State::Closed {
+                // Reset before it was accepted: put the slot back to listening.
+                let endpoint = listen_endpoint(local.expect("listener is bound"));
+                let _ = self.socket(handle).listen(endpoint);
+                continue;
+            }
+            if !entry::synchronized(state) {
+                continue;
+            }
+            let fresh = self.new_socket(&options);
+            let endpoint = listen_endpoint(local.expect("listener is bound"));
+            self.socket(fresh)
+                .listen(endpoint)
+                .map_err(|_| StackError::InvalidInput)?;
+            if let Some(Entry {
+                kind: Kind::Listener(l),
+                ..
+            }) = self.entries.get_mut(&id)
+            {
+                l.slots[index] = fresh;
+            }
+            let socket = self.socket(handle);
+            let peer = socket
+                .remote_endpoint()
+                .map(endpoint_addr)
+                .ok_or(StackError::ConnReset)?;
+            let local = socket.local_endpoint().map(endpoint_addr);
+            let new_id = self.open();
+            let conn = self.entry(new_id)?;
+            conn.options = options;
+            conn.kind = Kind::Conn(handle);
+            conn.local = local;
+            conn.last_state = state;
+            if let Some(l) = local {
+                self.ports.hold(l.port());
+            }
+            log::debug!("{id:?} accepted {new_id:?} from {peer}");
+            return Ok(Some(Done::Accepted(new_id, peer)));
+        }
+        Ok(None)
+    }
+
+    /// Start a connection (the waitable part is [`Engine::try_connected`]).
+    pub(super) fn connect(&mut self, id: SocketId, remote: SocketAddr) -> Result<(), StackError> {
+        let entry = self.entries.get(&id).ok_or(StackError::NotSocket)?;
+        match &entry.kind {
+            Kind::Listener(_) => return Err(StackError::InvalidInput),
+            Kind::Conn(h) => {
+                let state = self.sockets.get::<tcp::Socket>(*h).state();
+                return Err(match state {
+                    State::SynSent | State::SynReceived => StackError::Already,
+                    State::Closed => StackError::InvalidInput,
+                    _ => StackError::IsConnected,
+                });
+            }
+            Kind::Fresh => {}
+        }
+        if remote.port() == 0 || remote.ip().is_unspecified() {
+            return Err(StackError::AddrNotAvail);
+        }
+        self.check_family(remote.ip())?;
+        let (local, options) = (entry.local, entry.options);
+        let port = match local {
+            Some(l) => l.port(),
+            None => self.ports.ephemeral()?,
+        };
+        let local_ep = IpListenEndpoint {
+            addr: local
+                .map(|l| IpAddress::from(l.ip()))
+                .filter(|a| !a.is_unspecified()),
+            port,
+        };
+        let handle = self.new_socket(&options);
+        let remote_ep = IpEndpoint::new(IpAddress::from(remote.ip()), remote.port());
+        if self
+            .sockets
+            .get_mut::<tcp::Socket>(handle)
+            .connect(self.iface.context(), remote_ep, local_ep)
+            .is_err()
+        {
+            self.sockets.remove(handle);
+            return Err(StackError::AddrNotAvail);
+        }
+        self.ports.hold(port);
+        let local = self.socket(handle).local_endpoint().map(endpoint_addr);
+        let entry = self.entry(id)?;
+        entry.kind = Kind::Conn(handle);
+        entry.local = local;
+        entry.last_state = State::SynSent;
+        log::debug!("{id:?} connecting to {remote}");
+        Ok(())
+    }
+
+    pub(super) fn try_connected(&mut self, id: SocketId) -> Result<Option<Done>, Failure> {
+        let entry = self.entries.get(&id).ok_or(StackError::NotSocket)?;
+        let Kind::Conn(handle) = entry.kind else {
+            return Err(StackError::NotConnected.into());
+        };
+        let reason = entry.reason;
+        let state = self.socket(handle).state();
+        if entry::synchronized(state) {
+            return Ok(Some(Done::Unit));
+        }
+        if state == State::Closed {
+            let error = match reason {
+                Some(CloseReason::TimedOut) => StackError::TimedOut,
+                Some(CloseReason::NetworkDown) => StackError::NetworkDown,
+                _ => StackError::ConnRefused,
+            };
+            return Err(error.into());
+        }
+        Ok(None)
+    }
+
+    /// The connection of `id` for a data call, or the error a data call gets.
+    fn data_socket(&mut self, id: SocketId) -> Result<SocketHandle, StackError> {
+        let entry = self.entries.get(&id).ok_or(StackError::NotSocket)?;
+        match entry.kind {
+            Kind::Conn(h) => Ok(h),
+            _ => Err(StackError::NotConnected),
+        }
+    }
+
+    pub(super) fn try_send(
+        &mut self,
+        id: SocketId,
+        data: &mut Vec<u8>,
+        queued: &mut usize,
+    ) -> Result<Option<Done>, Failure> {
+        let fail = |error: StackError, bytes: usize| Failure { error, bytes };
+        let handle = self.data_socket(id).map_err(|e| fail(e, *queued))?;
+        let entry = &self.entries[&id];
+        if entry.send_shut {
+            return Err(fail(StackError::Shutdown, *queued));
+        }
+        if let Some(error) = entry.broken() {
+            return Err(fail(error, *queued));
+        }
+        let socket = self.socket(handle);
+        match socket.state() {
+            State::SynSent | State::SynReceived => {
+                return Err(fail(StackError::NotConnected, *queued));
+            }
+            _ if !socket.may_send() => return Err(fail(StackError::Shutdown, *queued)),
+            _ => {}
+        }
+        let n = socket.send_slice(data).unwrap_or(0);
+        if n > 0 {
+            data.drain(..n);
+            *queued += n;
+        }
+        if data.is_empty() {
+            Ok(Some(Done::Sent(*queued)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub(super) fn try_recv(&mut self, id: SocketId, max: usize) -> Result<Option<Done>, Failure> {
+        let handle = self.data_socket(id)?;
+        let entry = &self.entries[&id];
+        if entry.recv_shut {
+            return Err(StackError::Shutdown.into());
+        }
+        let broken = entry.broken();
+        let socket = self.socket(handle);
+        if socket.recv_queue() > 0 {
+            let mut buf = vec![0; max.min(socket.recv_queue())];
+            let n = socket.recv_slice(&mut buf).unwrap_or(0);
+            buf.truncate(n);
+            return Ok(Some(Done::Received(buf)));
+        }
+        if let Some(error) = broken {
+            return Err(error.into());
+        }
+        match socket.state() {
+            State::SynSent | State::SynReceived => Err(StackError::NotConnected.into()),
+            state if entry::peer_closed(state) || state == State::Closed => {
+                Ok(Some(Done::Received(Vec::new())))
+            }
+            _ if max == 0 => Ok(Some(Done::Received(Vec::new()))),
+            _ => Ok(None),
+        }
+    }
+
+    pub(super) fn shutdown(&mut self, id: SocketId, how: Shutdown) -> Result<(), StackError> {
+        let handle = self.data_socket(id)?;
+        let state = self.socket(handle).state();
+        if !entry::synchronized(state) && state != State::Closed {
+            return Err(StackError::NotConnected);
+        }
+        let entry = self.entry(id)?;
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            entry.recv_shut = true;
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            entry.send_shut = true;
+            self.socket(handle).close();
+        }
+        Ok(())
+    }
+
+    /// After a poll: notice what happened to live connections that the engine did not cause
+    /// (peer RST, peer FIN, timeouts) and enforce a receive shutdown. True when a socket was
+    /// aborted and needs a poll.
+    pub(super) fn track_connections(&mut self, _now: Instant) -> bool {
+        let mut again = false;
+        let conns: Vec<(SocketId, SocketHandle)> = self
+            .entries
+            .iter()
+            .filter_map(|(id, e)| {
+                if let Kind::Conn(h) = e.kind {
+                    Some((*id, h))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, handle) in conns {
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            let state = socket.state();
+            let unread = socket.recv_queue() > 0;
+            let entry = self.entries.get_mut(&id).expect("listed above");
+            if entry.recv_shut && unread && state != State::Closed {
+                // Data after SD_RECEIVE resets the connection (WSPShutdown).
+                socket.abort();
+                entry.reason = Some(CloseReason::UnreadData);
+                entry.last_state = State::Closed;
+                self.stats.resets_sent += 1;
+                again = true;
+                continue;
+            }
+            if state == entry.last_state {
+                continue;
+            }
+            if state == State::Closed && entry.reason.is_none() {
+                let reason = match entry.last_state {
+                    State::LastAck | State::TimeWait => CloseReason::Graceful,
+                    _ => CloseReason::PeerReset,
+                };
+                if reason == CloseReason::PeerReset {
+                    self.stats.resets_received += 1;
+                }
+                log::debug!("{id:?} closed by the peer: {reason:?}");
+                entry.reason = Some(reason);
+            }
+            entry.last_state = state;
+        }
+        again
+    }
+}
+
+/// The smoltcp listen endpoint of a bound address (any address when unspecified).
+fn listen_endpoint(local: SocketAddr) -> IpListenEndpoint {
+    let addr = (!local.ip().is_unspecified()).then(|| IpAddress::from(local.ip()));
+    IpListenEndpoint {
+        addr,
+        port: local.port(),
+    }
+}

@@ -1,0 +1,220 @@
+//! The one smoltcp device of the engine: a [`Link`] plus reusable buffers, counters and the
+//! optional pcap and fault middleware.
+
+use std::io;
+
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+
+use super::Link;
+use super::fault::{FaultConfig, Faults, Verdict};
+use super::pcap::PcapSink;
+use crate::counters::Counters;
+
+/// Ethernet header length: the MTU counts the IP packet only.
+const ETHERNET_HEADER: usize = 14;
+
+/// The transmit half: everything a [`TxToken`] needs, split from the receive buffer so that
+/// smoltcp can hold a receive and a transmit token at once.
+struct TxSide {
+    link: Box<dyn Link>,
+    buf: Vec<u8>,
+    pcap: Option<PcapSink>,
+    faults: Option<Faults>,
+    counters: Counters,
+    failure: Option<io::Error>,
+}
+
+impl TxSide {
+    fn transmit(&mut self, len: usize) {
+        let frame = &self.buf[..len];
+        if let Some(pcap) = self.pcap.as_mut() {
+            pcap.write(frame);
+        }
+        if self.faults.as_mut().is_some_and(|f| f.drop_outbound()) {
+            self.counters.tx_dropped_fault += 1;
+            return;
+        }
+        match self.link.send(frame) {
+            Ok(true) => {
+                self.counters.tx_frames += 1;
+                self.counters.tx_bytes += len as u64;
+            }
+            Ok(false) => self.counters.tx_dropped_full += 1,
+            Err(e) => {
+                if self.failure.is_none() {
+                    log::error!("{}: send failed: {e}", self.link.describe());
+                    self.failure = Some(e);
+                }
+            }
+        }
+    }
+}
+
+/// A smoltcp [`phy::Device`] over a boxed [`Link`].
+pub struct LinkDevice {
+    rx_buf: Vec<u8>,
+    rx_len: usize,
+    tx: TxSide,
+    mtu: usize,
+}
+
+impl LinkDevice {
+    /// Wrap a link; frame buffers are sized once from its MTU and reused for every frame.
+    pub fn new(
+        link: Box<dyn Link>,
+        pcap: Option<PcapSink>,
+        faults: FaultConfig,
+        seed: u64,
+    ) -> Self {
+        let mtu = link.mtu();
+        let frame = mtu + ETHERNET_HEADER;
+        // Faults stay on even when inert: the blackhole switches can be flipped at run time.
+        let faults = Some(Faults::new(faults, seed));
+        LinkDevice {
+            rx_buf: vec![0; frame],
+            rx_len: 0,
+            tx: TxSide {
+                link,
+                buf: vec![0; frame],
+                pcap,
+                faults,
+                counters: Counters::default(),
+                failure: None,
+            },
+            mtu,
+        }
+    }
+
+    /// The link's IP MTU.
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// The link itself (to register it with mio).
+    pub fn link_mut(&mut self) -> &mut dyn Link {
+        self.tx.link.as_mut()
+    }
+
+    /// Frame and drop counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.tx.counters
+    }
+
+    /// The first error the link reported, if it failed.
+    pub fn failure(&self) -> Option<&io::Error> {
+        self.tx.failure.as_ref()
+    }
+
+    /// When a held (delayed) frame is next due.
+    pub fn next_release(&self) -> Option<Instant> {
+        self.tx.faults.as_ref().and_then(Faults::next_release)
+    }
+
+    /// Reopen the pcap file (SIGHUP).
+    pub fn reopen_pcap(&mut self) -> io::Result<()> {
+        self.tx.pcap.as_mut().map_or(Ok(()), PcapSink::reopen)
+    }
+
+    /// Flush the pcap file.
+    pub fn flush(&mut self) {
+        if let Some(p) = self.tx.pcap.as_mut() {
+            p.flush();
+        }
+    }
+
+    /// Fill `rx_buf` with the next frame to deliver; false when there is none.
+    fn next_frame(&mut self, now: Instant) -> bool {
+        loop {
+            if let Some(frame) = self.tx.faults.as_mut().and_then(|f| f.release(now)) {
+                self.rx_len = frame.len().min(self.rx_buf.len());
+                self.rx_buf[..self.rx_len].copy_from_slice(&frame[..self.rx_len]);
+                return true;
+            }
+            if self.tx.failure.is_some() {
+                return false;
+            }
+            let n = match self.tx.link.recv(&mut self.rx_buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => return false,
+                Err(e) => {
+                    log::error!("{}: receive failed: {e}", self.tx.link.describe());
+                    self.tx.failure = Some(e);
+                    return false;
+                }
+            };
+            if n > self.rx_buf.len() {
+                self.tx.counters.rx_dropped_oversize += 1;
+                continue;
+            }
+            self.tx.counters.rx_frames += 1;
+            self.tx.counters.rx_bytes += n as u64;
+            if let Some(pcap) = self.tx.pcap.as_mut() {
+                pcap.write(&self.rx_buf[..n]);
+            }
+            let verdict = match self.tx.faults.as_mut() {
+                Some(f) => f.inbound(&mut self.rx_buf[..n], now),
+                None => Verdict::Pass,
+            };
+            match verdict {
+                Verdict::Pass => {
+                    self.rx_len = n;
+                    return true;
+                }
+                Verdict::Drop => self.tx.counters.rx_dropped_fault += 1,
+                Verdict::Held => {}
+            }
+        }
+    }
+}
+
+/// A received frame, borrowed from the device's receive buffer.
+pub struct RxToken<'a>(&'a [u8]);
+
+/// Permission to send one frame through the device's transmit buffer.
+pub struct TxToken<'a>(&'a mut TxSide);
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let side = self.0;
+        if side.buf.len() < len {
+            side.buf.resize(len, 0);
+        }
+        let result = f(&mut side.buf[..len]);
+        side.transmit(len);
+        result
+    }
+}
+
+impl phy::Device for LinkDevice {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        if !self.next_frame(now) {
+            return None;
+        }
+        Some((RxToken(&self.rx_buf[..self.rx_len]), TxToken(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        if self.tx.failure.is_some() {
+            return None;
+        }
+        Some(TxToken(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.mtu + ETHERNET_HEADER;
+        caps.max_burst_size = None;
+        caps
+    }
+}

@@ -1,0 +1,101 @@
+//! The thin runner around the engine: one thread with mio, the link's fd, a waker for
+//! commands, and the monotonic clock.
+
+use std::io;
+use std::thread::JoinHandle;
+use std::time::Instant as StdInstant;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use mio::{Events, Poll, Token, Waker};
+use smoltcp::time::Instant;
+
+use crate::command::{Command, Request, Responder};
+use crate::engine::Engine;
+
+/// Token of the command waker.
+pub(crate) const WAKER: Token = Token(0);
+/// Token of the link's readiness.
+pub(crate) const LINK: Token = Token(1);
+
+/// Most commands applied before the engine polls again, so a flood of calls cannot starve
+/// the network.
+const COMMAND_BATCH: usize = 256;
+
+/// The engine's clock: microseconds since the runner started.
+struct Clock(StdInstant);
+
+impl Clock {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.0.elapsed().as_micros() as i64)
+    }
+
+    fn until(&self, at: Instant) -> std::time::Duration {
+        let now = self.now();
+        if at <= now {
+            std::time::Duration::ZERO
+        } else {
+            (at - now).into()
+        }
+    }
+}
+
+/// Start the engine's thread. Returns the waker that application threads use after sending a
+/// command, and the thread's handle.
+pub(crate) fn spawn(
+    mut engine: Engine,
+    commands: Receiver<Command>,
+) -> io::Result<(std::sync::Arc<Waker>, JoinHandle<()>)> {
+    let poll = Poll::new()?;
+    let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
+    engine.register_link(poll.registry(), LINK, &waker)?;
+    let thread = std::thread::Builder::new()
+        .name("lingerstack-engine".into())
+        .spawn(move || run(engine, poll, commands))?;
+    Ok((waker, thread))
+}
+
+fn run(mut engine: Engine, mut poll: Poll, commands: Receiver<Command>) {
+    let clock = Clock(StdInstant::now());
+    let mut events = Events::with_capacity(16);
+    let mut orphaned = false;
+    loop {
+        let timeout = engine.poll_at(clock.now()).map(|at| clock.until(at));
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log::error!("engine poll failed: {e}");
+                break;
+            }
+        }
+        for _ in 0..COMMAND_BATCH {
+            match commands.try_recv() {
+                Ok(command) => engine.handle(command, clock.now()),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    if !orphaned {
+                        // Every handle is gone: close what is left as a stop would.
+                        orphaned = true;
+                        let (tx, _rx) = crossbeam_channel::bounded(1);
+                        let grace = std::time::Duration::from_secs(2);
+                        engine.handle(
+                            Command {
+                                request: Request::Stop { grace },
+                                reply: Responder::new(tx, 0),
+                            },
+                            clock.now(),
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+        engine.poll(clock.now());
+        if engine.is_stopped() {
+            break;
+        }
+    }
+    // Answer whatever arrived in the meantime so no caller hangs.
+    while let Ok(command) = commands.try_recv() {
+        engine.handle(command, clock.now());
+    }
+    log::debug!("engine thread exits");
+}

@@ -1,0 +1,1 @@
+pub use lingerstack_stack as stack;
