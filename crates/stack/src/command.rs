@@ -132,6 +132,8 @@ pub struct SocketInfo {
 pub struct Readiness {
     /// Data to read, or end of stream.
     pub readable: bool,
+    /// Bytes received and not yet read.
+    pub unread: usize,
     /// Room in the send buffer of a connected socket.
     pub writable: bool,
     /// A listener has a connection to accept.

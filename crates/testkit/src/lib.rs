@@ -11,11 +11,13 @@ pub mod capture;
 pub mod netns;
 pub mod peer;
 pub mod tapnet;
+pub mod tapstack;
 pub mod trace;
 
 pub use capture::Capture;
 pub use netns::Netns;
 pub use tapnet::TapNet;
+pub use tapstack::{stack_config, start_stack};
 pub use trace::{Dir, Flags, FrameKind, OtherFrame, Segment, Trace};
 
 use std::io::Write;

@@ -314,7 +314,10 @@ impl Engine {
     fn open(&mut self) -> SocketId {
         let id = SocketId(self.next_id);
         self.next_id += 1;
-        self.entries.insert(id, Entry::new(self.defaults));
+        let mut entry = Entry::new(self.defaults);
+        // With an event sink every socket is watched: the facade keeps readiness for all.
+        entry.watch = self.events.is_some();
+        self.entries.insert(id, entry);
         id
     }
 
@@ -409,7 +412,8 @@ impl Engine {
                 Ok(None) => None,
             };
             match outcome {
-                Some(outcome) => self.waiters.swap_remove(i).reply.send(outcome),
+                // `remove`, not `swap_remove`: calls on one socket complete in the order they came.
+                Some(outcome) => self.waiters.remove(i).reply.send(outcome),
                 None => i += 1,
             }
         }
@@ -551,6 +555,7 @@ impl Engine {
                 let failed_connect = state == tcp::State::Closed && reason.is_some();
                 Readiness {
                     readable: s.recv_queue() > 0 || entry::peer_closed(state) || error.is_some(),
+                    unread: s.recv_queue(),
                     writable: s.can_send() && entry::synchronized(state),
                     acceptable: false,
                     connected: entry::synchronized(state) || failed_connect,

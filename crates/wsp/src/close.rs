@@ -1,0 +1,96 @@
+//! WSPCloseSocket and WSPDuplicateSocket: the linger table applied, references counted.
+
+use std::sync::Arc;
+
+use lingerstack_stack::{CloseMode, StackError};
+
+use crate::callback::in_callback;
+use crate::error::{WsaError, WsaResult};
+use crate::linger::close_mode;
+use crate::provider::Provider;
+
+/// What WSPDuplicateSocket fills in: enough for WSPSocket(FROM_PROTOCOL_INFO) to find the
+/// socket again (`provider_reserved`, WSAPROTOCOL_INFOW's dwProviderReserved).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtocolInfo {
+    /// Address family (Windows value).
+    pub family: i32,
+    /// The underlying socket.
+    pub provider_reserved: u64,
+}
+
+impl Provider {
+    /// WSPCloseSocket: release descriptor `s`; the last reference closes the socket as its
+    /// linger setting and blocking mode say (close-semantics.md).
+    pub fn close_socket(&self, s: usize) -> WsaResult<()> {
+        let shared = self.descriptor(s)?;
+        let mode = {
+            let mut st = shared.lock();
+            if st.refs > 1 {
+                // C19: other descriptors keep the socket; nothing is sent or aborted.
+                st.refs -= 1;
+                drop(st);
+                self.remove_descriptor(s, &shared, false);
+                return Ok(());
+            }
+            let mode = close_mode(st.linger, st.nonblocking, st.send_shut);
+            if matches!(mode, CloseMode::Linger { .. }) {
+                if in_callback() {
+                    // C21: a close that would block cannot run inside a provider callback.
+                    return Err(WsaError::INPROGRESS);
+                }
+                st.blocking_close = true;
+            }
+            // C18: from here on nothing is recorded or posted for this socket.
+            st.closing = true;
+            mode
+        };
+        let result = self.live()?.stack.close(shared.id, mode);
+        match result {
+            Err(StackError::WouldBlock) => {
+                // C07: nothing changes; the descriptor stays fully usable.
+                shared.lock().closing = false;
+                Err(WsaError::WOULDBLOCK)
+            }
+            Err(StackError::NetworkDown) => {
+                // C22: the descriptor is released all the same.
+                self.remove_descriptor(s, &shared, true);
+                Err(WsaError::NETDOWN)
+            }
+            result => {
+                self.remove_descriptor(s, &shared, true);
+                log::debug!("closesocket({s:#x}) {mode:?} -> {result:?}");
+                result.map(|_| ()).map_err(WsaError::from)
+            }
+        }
+    }
+
+    /// WSPDuplicateSocket: a protocol info from which WSPSocket makes another descriptor of
+    /// the same socket.
+    pub fn duplicate_socket(&self, s: usize) -> WsaResult<ProtocolInfo> {
+        let shared = self.descriptor(s)?;
+        Ok(ProtocolInfo {
+            family: shared.family,
+            provider_reserved: shared.id.0,
+        })
+    }
+
+    /// WSPSocket(FROM_PROTOCOL_INFO, ...): a new descriptor for the socket `info` names.
+    pub fn socket_from_info(&self, info: &ProtocolInfo) -> WsaResult<usize> {
+        let shared = self.by_key(info.provider_reserved)?;
+        {
+            let mut st = shared.lock();
+            if st.closing {
+                return Err(WsaError::INVAL);
+            }
+            st.refs += 1;
+        }
+        self.add_descriptor(&shared)
+            .inspect_err(|_| shared.lock().refs -= 1)
+    }
+
+    /// Is `s` a descriptor of the same socket as `t`?
+    pub fn same_socket(&self, s: usize, t: usize) -> WsaResult<bool> {
+        Ok(Arc::ptr_eq(&self.lookup(s)?, &self.lookup(t)?))
+    }
+}

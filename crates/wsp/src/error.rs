@@ -1,0 +1,113 @@
+//! [`WsaError`]: a Winsock error code, and how engine errors map onto them.
+
+use std::fmt;
+
+use lingerstack_stack::StackError;
+
+use crate::consts::*;
+
+/// A Winsock error code (the value `WSAGetLastError` would return).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WsaError(pub i32);
+
+impl WsaError {
+    pub const INTR: WsaError = WsaError(WSAEINTR);
+    pub const FAULT: WsaError = WsaError(WSAEFAULT);
+    pub const INVAL: WsaError = WsaError(WSAEINVAL);
+    pub const WOULDBLOCK: WsaError = WsaError(WSAEWOULDBLOCK);
+    pub const INPROGRESS: WsaError = WsaError(WSAEINPROGRESS);
+    pub const NOTSOCK: WsaError = WsaError(WSAENOTSOCK);
+    pub const NOPROTOOPT: WsaError = WsaError(WSAENOPROTOOPT);
+    pub const OPNOTSUPP: WsaError = WsaError(WSAEOPNOTSUPP);
+    pub const AFNOSUPPORT: WsaError = WsaError(WSAEAFNOSUPPORT);
+    pub const NETDOWN: WsaError = WsaError(WSAENETDOWN);
+    pub const NOTCONN: WsaError = WsaError(WSAENOTCONN);
+    pub const CONNRESET: WsaError = WsaError(WSAECONNRESET);
+    pub const CONNREFUSED: WsaError = WsaError(WSAECONNREFUSED);
+    pub const NOTINITIALISED: WsaError = WsaError(WSANOTINITIALISED);
+    pub const IO_PENDING: WsaError = WsaError(WSA_IO_PENDING);
+    pub const IO_INCOMPLETE: WsaError = WsaError(WSA_IO_INCOMPLETE);
+    pub const OPERATION_ABORTED: WsaError = WsaError(WSA_OPERATION_ABORTED);
+    pub const SYSNOTREADY: WsaError = WsaError(WSASYSNOTREADY);
+    pub const VERNOTSUPPORTED: WsaError = WsaError(WSAVERNOTSUPPORTED);
+
+    /// The symbolic name, for logs and test failures.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            WSAEINTR => "WSAEINTR",
+            WSAEFAULT => "WSAEFAULT",
+            WSAEINVAL => "WSAEINVAL",
+            WSAEMFILE => "WSAEMFILE",
+            WSAEWOULDBLOCK => "WSAEWOULDBLOCK",
+            WSAEINPROGRESS => "WSAEINPROGRESS",
+            WSAEALREADY => "WSAEALREADY",
+            WSAENOTSOCK => "WSAENOTSOCK",
+            WSAEPROTOTYPE => "WSAEPROTOTYPE",
+            WSAENOPROTOOPT => "WSAENOPROTOOPT",
+            WSAEPROTONOSUPPORT => "WSAEPROTONOSUPPORT",
+            WSAESOCKTNOSUPPORT => "WSAESOCKTNOSUPPORT",
+            WSAEOPNOTSUPP => "WSAEOPNOTSUPP",
+            WSAEAFNOSUPPORT => "WSAEAFNOSUPPORT",
+            WSAEADDRINUSE => "WSAEADDRINUSE",
+            WSAEADDRNOTAVAIL => "WSAEADDRNOTAVAIL",
+            WSAENETDOWN => "WSAENETDOWN",
+            WSAECONNABORTED => "WSAECONNABORTED",
+            WSAECONNRESET => "WSAECONNRESET",
+            WSAENOBUFS => "WSAENOBUFS",
+            WSAEISCONN => "WSAEISCONN",
+            WSAENOTCONN => "WSAENOTCONN",
+            WSAESHUTDOWN => "WSAESHUTDOWN",
+            WSAETIMEDOUT => "WSAETIMEDOUT",
+            WSAECONNREFUSED => "WSAECONNREFUSED",
+            WSASYSNOTREADY => "WSASYSNOTREADY",
+            WSAVERNOTSUPPORTED => "WSAVERNOTSUPPORTED",
+            WSANOTINITIALISED => "WSANOTINITIALISED",
+            WSA_IO_PENDING => "WSA_IO_PENDING",
+            WSA_IO_INCOMPLETE => "WSA_IO_INCOMPLETE",
+            WSA_OPERATION_ABORTED => "WSA_OPERATION_ABORTED",
+            _ => "WSA?",
+        }
+    }
+}
+
+impl fmt::Debug for WsaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+impl fmt::Display for WsaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::error::Error for WsaError {}
+
+impl From<StackError> for WsaError {
+    fn from(e: StackError) -> Self {
+        WsaError(match e {
+            StackError::WouldBlock => WSAEWOULDBLOCK,
+            StackError::NotSocket => WSAENOTSOCK,
+            StackError::InvalidState | StackError::InvalidInput => WSAEINVAL,
+            StackError::AddrInUse => WSAEADDRINUSE,
+            StackError::AddrNotAvail => WSAEADDRNOTAVAIL,
+            StackError::AfNotSupported => WSAEAFNOSUPPORT,
+            StackError::ConnRefused => WSAECONNREFUSED,
+            StackError::ConnReset => WSAECONNRESET,
+            StackError::ConnAborted => WSAECONNABORTED,
+            StackError::TimedOut => WSAETIMEDOUT,
+            StackError::NotConnected => WSAENOTCONN,
+            StackError::IsConnected => WSAEISCONN,
+            StackError::Already => WSAEALREADY,
+            StackError::Shutdown => WSAESHUTDOWN,
+            StackError::Interrupted => WSAEINTR,
+            StackError::OperationAborted => WSA_OPERATION_ABORTED,
+            StackError::NetworkDown => WSAENETDOWN,
+            StackError::NoBuffers => WSAENOBUFS,
+        })
+    }
+}
+
+/// A facade result.
+pub type WsaResult<T> = Result<T, WsaError>;

@@ -1,0 +1,125 @@
+//! Shared set-up of the facade tests: a provider and a peer engine on the in-memory link.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::link::MemoryLink;
+use lingerstack_stack::{Cidr, Stack, StackConfig, Wait};
+use lingerstack_wsp::consts::*;
+use lingerstack_wsp::{Linger, Provider, ProviderConfig};
+
+/// The provider's address.
+pub const ME: Ipv4Addr = Ipv4Addr::new(10, 8, 0, 1);
+/// The peer engine's address.
+pub const PEER: Ipv4Addr = Ipv4Addr::new(10, 8, 0, 2);
+/// A generous bound for blocking calls.
+pub const BLOCK: Wait = Wait::Block(Some(Duration::from_secs(20)));
+
+/// A provider and a peer engine joined by the in-memory link.
+pub struct Net {
+    pub p: Provider,
+    pub peer: Stack,
+}
+
+fn config(addr: Ipv4Addr, last: u8, rx_buffer: usize) -> StackConfig {
+    StackConfig {
+        mac: [2, 0, 0, 0, 0, last],
+        ipv4: Some(Cidr { addr, prefix: 24 }),
+        rx_buffer,
+        tx_buffer: 64 * 1024,
+        close_deadline: Duration::from_secs(3),
+        ..StackConfig::default()
+    }
+}
+
+/// A provider and a peer; `peer_rx` is the peer's receive buffer (small keeps its window shut).
+pub fn net_with(peer_rx: usize) -> Net {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let (a, b) = MemoryLink::pair(1500);
+    let p = Provider::startup(ProviderConfig::new(config(ME, 1, 64 * 1024)), Box::new(a)).unwrap();
+    let peer = Stack::start(
+        config(PEER, 2, peer_rx),
+        Box::new(b),
+        DeviceOptions::default(),
+        None,
+    )
+    .unwrap();
+    Net { p, peer }
+}
+
+/// The usual network: a peer with 64 KiB buffers.
+pub fn net() -> Net {
+    net_with(64 * 1024)
+}
+
+impl Net {
+    /// A provider socket connected to a peer listener on `port`: (descriptor, peer's socket).
+    pub fn connected(&self, port: u16) -> (usize, lingerstack_stack::SocketId) {
+        let l = self.peer.open().unwrap();
+        self.peer
+            .bind(l, SocketAddr::new(PEER.into(), port))
+            .unwrap();
+        self.peer.listen(l, 4).unwrap();
+        let s = self.p.socket(AF_INET, SOCK_STREAM, IPPROTO_TCP).unwrap();
+        self.p
+            .connect(s, SocketAddr::new(PEER.into(), port))
+            .unwrap();
+        let (c, _) = self.peer.accept(l, BLOCK).unwrap();
+        self.peer
+            .close(l, lingerstack_stack::CloseMode::Abort)
+            .unwrap();
+        (s, c)
+    }
+
+    /// Set SO_LINGER.
+    pub fn linger(&self, s: usize, onoff: u16, secs: u16) {
+        let l = Linger {
+            onoff,
+            linger: secs,
+        };
+        self.p
+            .set_sock_opt(s, SOL_SOCKET, SO_LINGER, Some(&l.to_bytes()))
+            .unwrap();
+    }
+
+    /// Switch blocking mode.
+    pub fn nonblocking(&self, s: usize, on: bool) {
+        let mut arg = u32::from(on);
+        self.p.ioctl(s, FIONBIO, &mut arg).unwrap();
+    }
+
+    /// Everything the peer reads until end of stream, or the error that ended it.
+    pub fn peer_read_all(
+        &self,
+        c: lingerstack_stack::SocketId,
+    ) -> (Vec<u8>, Option<lingerstack_stack::StackError>) {
+        let mut out = Vec::new();
+        loop {
+            match self.peer.recv(c, 65536, BLOCK) {
+                Ok(chunk) if chunk.is_empty() => return (out, None),
+                Ok(chunk) => out.extend_from_slice(&chunk),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+}
+
+/// Poll `cond` for up to 10 s.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("not reached within 10 s: {what}");
+}
+
+/// A byte pattern.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
