@@ -199,10 +199,10 @@ impl Stack {
             .lock()
             .map(|mut t| t.take())
             .unwrap_or(None);
-        if let Some(thread) = thread {
-            if thread.join().is_err() {
-                log::error!("engine thread panicked");
-            }
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            log::error!("engine thread panicked");
         }
     }
 }

@@ -36,7 +36,8 @@ pub struct StackConfig {
     /// How long an aborted socket may keep retrying its RST before it is freed
     /// (the neighbour may never resolve, smoltcp issue 1097).
     pub rst_retry: Duration,
-    /// Most TIME-WAIT sockets kept; the oldest is freed first beyond that.
+    /// Most TIME-WAIT sockets kept; the oldest is freed first beyond that. A smoltcp socket
+    /// in TIME-WAIT still holds both its buffers, so the cap bounds that memory too.
     pub max_time_wait: usize,
     /// Seed for smoltcp (ISNs, ports); `None` takes one from the OS.
     pub random_seed: Option<u64>,
@@ -55,7 +56,7 @@ impl Default for StackConfig {
             max_backlog: 128,
             close_deadline: Duration::from_secs(60),
             rst_retry: Duration::from_secs(3),
-            max_time_wait: 4096,
+            max_time_wait: 256,
             random_seed: None,
         }
     }

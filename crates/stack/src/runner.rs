@@ -60,11 +60,11 @@ fn run(mut engine: Engine, mut poll: Poll, commands: Receiver<Command>) {
     let mut orphaned = false;
     loop {
         let timeout = engine.poll_at(clock.now()).map(|at| clock.until(at));
-        if let Err(e) = poll.poll(&mut events, timeout) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                log::error!("engine poll failed: {e}");
-                break;
-            }
+        if let Err(e) = poll.poll(&mut events, timeout)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            log::error!("engine poll failed: {e}");
+            break;
         }
         for _ in 0..COMMAND_BATCH {
             match commands.try_recv() {

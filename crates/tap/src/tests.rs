@@ -272,7 +272,8 @@ fn tap_link_against_kernel() {
         ip(&["-n", &ns_name, "addr", "add", "10.201.0.1/24", "dev", dev]);
 
         let mut poll = mio::Poll::new().unwrap();
-        Link::register(&mut link, poll.registry(), TOKEN).unwrap();
+        let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), mio::Token(99)).unwrap());
+        Link::register(&mut link, poll.registry(), TOKEN, &waker).unwrap();
 
         // ARP: ask the kernel for 10.201.0.1 from 10.201.0.2.
         let request = arp_request(STACK_MAC, STACK_IP, KERNEL_IP);

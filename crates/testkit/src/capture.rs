@@ -241,9 +241,12 @@ fn recv_frame(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<RawFrame>> {
     let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
     if n < 0 {
         let e = io::Error::last_os_error();
-        return match e.kind() {
-            io::ErrorKind::WouldBlock => Ok(None),
-            io::ErrorKind::Interrupted => recv_frame(fd, buf),
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) => Ok(None),
+            Some(libc::EINTR) => recv_frame(fd, buf),
+            // The interface went down or away (a test removing the device): the frames so
+            // far still count; the queue yields nothing more now.
+            Some(libc::ENETDOWN | libc::ENODEV | libc::ENXIO) => Ok(None),
             _ => Err(e),
         };
     }

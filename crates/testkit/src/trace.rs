@@ -313,6 +313,7 @@ impl Trace {
     pub fn payload_bytes(&self, dir: Dir) -> usize {
         let (base, segs) = self.one_stream(dir);
         segs.iter()
+            .filter(|s| !s.payload.is_empty())
             .map(|s| rel(base, s.seq, s.flags.syn) + s.payload.len() as i64)
             .max()
             .unwrap_or(0)

@@ -22,6 +22,9 @@ pub trait RecvSink: Send {
 /// A completion routine: `(error, bytes, the operation)`.
 pub type Routine = Box<dyn FnOnce(i32, usize, &Overlapped) + Send>;
 
+/// A custom completion: `(the operation, error, bytes)`.
+pub type CustomCompletion = Box<dyn FnOnce(&Overlapped, i32, usize) + Send>;
+
 /// How an operation reports its completion.
 pub enum Completion {
     /// Nobody is told; the caller asks WSPGetOverlappedResult.
@@ -33,7 +36,7 @@ pub enum Completion {
     /// Post a packet to a completion port.
     Port(CompletionPort, usize),
     /// A custom completion (the C ABI's upcalls and hook).
-    Custom(Box<dyn FnOnce(&Overlapped, i32, usize) + Send>),
+    Custom(CustomCompletion),
 }
 
 struct State {

@@ -7,6 +7,9 @@ use lingerstack_stack::Readiness;
 use crate::error::WsaResult;
 use crate::provider::Provider;
 
+/// A test of readiness for one of the three sets.
+type ReadyTest = fn(&Readiness) -> bool;
+
 fn readable(r: &Readiness) -> bool {
     r.readable || r.acceptable || r.closed
 }
@@ -30,7 +33,7 @@ impl Provider {
         timeout: Option<Duration>,
     ) -> WsaResult<usize> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let sets: Vec<(Vec<usize>, fn(&Readiness) -> bool)> = vec![
+        let sets: Vec<(Vec<usize>, ReadyTest)> = vec![
             (read.clone(), readable),
             (write.clone(), writable),
             (except.clone(), failed),

@@ -1,6 +1,6 @@
 //! Closing: the engine's half of WSPCloseSocket. A closed id leaves the table at once; its
 //! smoltcp socket lives on here until the FIN handshake is done or its RST has been sent, under
-//! one close deadline (close-semantics C24), and a TIME-WAIT cap.
+//! one close deadline (close-semantics C24); finished ones wait out TIME-WAIT under a cap.
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, State};
@@ -21,8 +21,6 @@ pub(crate) struct Closing {
     /// Set when the socket was aborted: the RST retry bound starts here.
     reset_at: Option<Instant>,
     reason: Option<CloseReason>,
-    /// When the socket entered TIME-WAIT (for the cap, oldest first).
-    time_wait_since: Option<Instant>,
 }
 
 impl Closing {
@@ -176,7 +174,6 @@ impl Engine {
             deadline,
             reset_at: None,
             reason: None,
-            time_wait_since: None,
         });
     }
 
@@ -187,13 +184,13 @@ impl Engine {
         reason: CloseReason,
         now: Instant,
     ) {
-        if let Some(c) = self.closing.iter_mut().find(|c| c.handle == handle) {
-            if c.reset_at.is_none() {
-                c.reset_at = Some(now);
-                c.reason = Some(reason);
-                self.stats.resets_sent += 1;
-                self.sockets.get_mut::<tcp::Socket>(handle).abort();
-            }
+        if let Some(c) = self.closing.iter_mut().find(|c| c.handle == handle)
+            && c.reset_at.is_none()
+        {
+            c.reset_at = Some(now);
+            c.reason = Some(reason);
+            self.stats.resets_sent += 1;
+            self.sockets.get_mut::<tcp::Socket>(handle).abort();
         }
     }
 
@@ -232,29 +229,22 @@ impl Engine {
             let c = &mut self.closing[i];
             let socket = self.sockets.get_mut::<tcp::Socket>(c.handle);
             let state = socket.state();
-            let done = match state {
-                State::Closed => {
-                    socket.remote_endpoint().is_none()
-                        || c.reset_at.is_some_and(|at| now >= at + rst_retry)
-                }
-                State::TimeWait => {
-                    c.time_wait_since.get_or_insert(now);
-                    false
-                }
-                _ => false,
-            };
-            if done {
+            if state == State::TimeWait {
+                // Finished; it only waits out TIME-WAIT now, in arrival order.
+                let c = self.closing.swap_remove(i);
+                self.time_wait.push_back(c);
+                continue;
+            }
+            let rst_sent = socket.remote_endpoint().is_none();
+            let retry_over = c.reset_at.is_some_and(|at| now >= at + rst_retry);
+            if state == State::Closed && (rst_sent || retry_over) {
                 let c = self.closing.swap_remove(i);
                 self.free_closing(c);
                 continue;
             }
             // C12: data arriving after the close cannot be read by anyone: reset.
             let unread = socket.recv_queue() > 0;
-            if c.reset_at.is_none()
-                && state != State::Closed
-                && state != State::TimeWait
-                && (unread || now >= c.deadline)
-            {
+            if c.reset_at.is_none() && state != State::Closed && (unread || now >= c.deadline) {
                 let reason = if unread {
                     CloseReason::UnreadData
                 } else {
@@ -271,28 +261,21 @@ impl Engine {
             }
             i += 1;
         }
-        self.cap_time_wait();
+        self.settle_time_wait();
         again
     }
 
-    /// Keep at most `max_time_wait` sockets in TIME-WAIT, freeing the oldest (as Linux's
-    /// tcp_max_tw_buckets); removing a socket sends nothing.
-    fn cap_time_wait(&mut self) {
-        let mut waiting: Vec<(Instant, usize)> = self
-            .closing
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.time_wait_since.map(|t| (t, i)))
-            .collect();
-        if waiting.len() <= self.config.max_time_wait {
-            return;
-        }
-        waiting.sort();
-        let excess = waiting.len() - self.config.max_time_wait;
-        let mut victims: Vec<usize> = waiting[..excess].iter().map(|(_, i)| *i).collect();
-        victims.sort_unstable_by(|a, b| b.cmp(a));
-        for i in victims {
-            let c = self.closing.swap_remove(i);
+    /// Free TIME-WAIT sockets whose time is up, and the oldest beyond `max_time_wait` (as
+    /// Linux's tcp_max_tw_buckets): smoltcp scans every socket for every segment, so the set
+    /// must stay small at high connection rates. Removing a socket sends nothing. All wait the
+    /// same 10 s, so only the front of the queue can be due.
+    fn settle_time_wait(&mut self) {
+        while let Some(front) = self.time_wait.front() {
+            let expired = self.sockets.get::<tcp::Socket>(front.handle).state() != State::TimeWait;
+            if !expired && self.time_wait.len() <= self.config.max_time_wait {
+                break;
+            }
+            let c = self.time_wait.pop_front().expect("front exists");
             self.free_closing(c);
         }
     }
@@ -319,6 +302,7 @@ impl Engine {
     pub(super) fn closing_info(&self) -> Vec<SocketInfo> {
         self.closing
             .iter()
+            .chain(&self.time_wait)
             .map(|c| {
                 let s = self.sockets.get::<tcp::Socket>(c.handle);
                 SocketInfo {
@@ -361,6 +345,10 @@ impl Engine {
             return false;
         };
         if now >= until {
+            // TIME-WAIT needs no RST (its connection is finished): free those silently.
+            while let Some(c) = self.time_wait.pop_front() {
+                self.free_closing(c);
+            }
             let handles: Vec<SocketHandle> = self.closing.iter().map(|c| c.handle).collect();
             let mut again = false;
             for h in handles {

@@ -8,7 +8,7 @@ mod entry;
 mod ops;
 mod ports;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 
 use crossbeam_channel::Sender;
@@ -87,6 +87,8 @@ pub struct Engine {
     defaults: TcpOptions,
     entries: HashMap<SocketId, Entry>,
     closing: Vec<Closing>,
+    /// Closed sockets waiting out TIME-WAIT, oldest first.
+    time_wait: VecDeque<Closing>,
     waiters: Vec<Waiter>,
     ports: Ports,
     next_id: u64,
@@ -147,6 +149,7 @@ impl Engine {
             defaults,
             entries: HashMap::new(),
             closing: Vec::new(),
+            time_wait: VecDeque::new(),
             waiters: Vec::new(),
             ports,
             next_id: 1,

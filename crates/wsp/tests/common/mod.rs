@@ -2,11 +2,14 @@
 
 #![allow(dead_code)]
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lingerstack_stack::engine::DeviceOptions;
-use lingerstack_stack::link::MemoryLink;
+use lingerstack_stack::link::{Link, MemoryLink};
 use lingerstack_stack::{Cidr, Stack, StackConfig, Wait};
 use lingerstack_wsp::consts::*;
 use lingerstack_wsp::{Linger, Provider, ProviderConfig};
@@ -22,6 +25,8 @@ pub const BLOCK: Wait = Wait::Block(Some(Duration::from_secs(20)));
 pub struct Net {
     pub p: Provider,
     pub peer: Stack,
+    cut: Arc<AtomicBool>,
+    waker: Arc<Mutex<Option<Arc<mio::Waker>>>>,
 }
 
 fn config(addr: Ipv4Addr, last: u8, rx_buffer: usize) -> StackConfig {
@@ -35,10 +40,51 @@ fn config(addr: Ipv4Addr, last: u8, rx_buffer: usize) -> StackConfig {
     }
 }
 
+/// A link that fails on demand, as a removed device does.
+pub struct CutLink {
+    inner: MemoryLink,
+    cut: Arc<AtomicBool>,
+    waker: Arc<Mutex<Option<Arc<mio::Waker>>>>,
+}
+
+impl Link for CutLink {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(io::Error::other("device removed (test)"));
+        }
+        self.inner.recv(buf)
+    }
+    fn send(&mut self, frame: &[u8]) -> io::Result<bool> {
+        self.inner.send(frame)
+    }
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        waker: &Arc<mio::Waker>,
+    ) -> io::Result<()> {
+        *self.waker.lock().unwrap() = Some(waker.clone());
+        self.inner.register(registry, token, waker)
+    }
+    fn describe(&self) -> String {
+        "cuttable memory".into()
+    }
+}
+
 /// A provider and a peer; `peer_rx` is the peer's receive buffer (small keeps its window shut).
 pub fn net_with(peer_rx: usize) -> Net {
     let _ = env_logger::builder().is_test(true).try_init();
     let (a, b) = MemoryLink::pair(1500);
+    let cut = Arc::new(AtomicBool::new(false));
+    let waker = Arc::new(Mutex::new(None));
+    let a = CutLink {
+        inner: a,
+        cut: cut.clone(),
+        waker: waker.clone(),
+    };
     let p = Provider::startup(ProviderConfig::new(config(ME, 1, 64 * 1024)), Box::new(a)).unwrap();
     let peer = Stack::start(
         config(PEER, 2, peer_rx),
@@ -47,7 +93,12 @@ pub fn net_with(peer_rx: usize) -> Net {
         None,
     )
     .unwrap();
-    Net { p, peer }
+    Net {
+        p,
+        peer,
+        cut,
+        waker,
+    }
 }
 
 /// The usual network: a peer with 64 KiB buffers.
@@ -56,6 +107,14 @@ pub fn net() -> Net {
 }
 
 impl Net {
+    /// Make the provider's link fail, as a removed device does.
+    pub fn remove_device(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        if let Some(w) = self.waker.lock().unwrap().as_ref() {
+            w.wake().unwrap();
+        }
+    }
+
     /// A provider socket connected to a peer listener on `port`: (descriptor, peer's socket).
     pub fn connected(&self, port: u16) -> (usize, lingerstack_stack::SocketId) {
         let l = self.peer.open().unwrap();
