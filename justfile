@@ -1,0 +1,22 @@
+# lingerstack's everyday recipes. `just --list` shows them.
+
+# Where capture files (pcap) go: <target dir>/captures.
+target_dir := env_var_or_default("CARGO_TARGET_DIR", justfile_directory() / "target")
+
+# The whole test suite (TAP tests need root; they skip loudly without it).
+test *args:
+    bash scripts/test.sh {{args}}
+
+# The echo demo: the kernel of a private namespace talks to lingerstack over a TAP (as root),
+# or two engines over the in-memory link otherwise.
+demo:
+    cargo run --example echo
+
+# Formatting check and clippy with warnings as errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Remove the pcap files that tests and the demo wrote.
+capture-clean:
+    rm -rf "{{target_dir}}/captures"
