@@ -70,6 +70,8 @@ pub enum CloseReason {
     CloseDeadline,
     /// The peer sent a RST.
     PeerReset,
+    /// The connect failed: the peer answered the SYN with a RST.
+    Refused,
     /// smoltcp gave up (retransmission or keep-alive timeout).
     TimedOut,
     /// The link went down or the engine stopped.

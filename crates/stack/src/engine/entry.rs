@@ -70,6 +70,7 @@ pub(crate) fn reason_error(reason: CloseReason) -> Option<StackError> {
     match reason {
         CloseReason::Graceful => None,
         CloseReason::PeerReset => Some(StackError::ConnReset),
+        CloseReason::Refused => Some(StackError::ConnRefused),
         CloseReason::NetworkDown => Some(StackError::NetworkDown),
         CloseReason::TimedOut => Some(StackError::TimedOut),
         CloseReason::LocalAbort

@@ -556,15 +556,20 @@ impl Engine {
                 let state = s.state();
                 let error = reason.and_then(entry::reason_error);
                 let failed_connect = state == tcp::State::Closed && reason.is_some();
+                // A refused connect never had a connection: FD_CONNECT with the error, no FD_CLOSE.
+                let refused = reason == Some(CloseReason::Refused);
                 Readiness {
-                    readable: s.recv_queue() > 0 || entry::peer_closed(state) || error.is_some(),
+                    readable: !refused
+                        && (s.recv_queue() > 0 || entry::peer_closed(state) || error.is_some()),
                     unread: s.recv_queue(),
                     writable: s.can_send() && entry::synchronized(state),
                     acceptable: false,
                     connected: entry::synchronized(state) || failed_connect,
-                    closed: entry::peer_closed(state)
-                        || error.is_some()
-                        || (state == tcp::State::Closed && reason == Some(CloseReason::Graceful)),
+                    closed: !refused
+                        && (entry::peer_closed(state)
+                            || error.is_some()
+                            || (state == tcp::State::Closed
+                                && reason == Some(CloseReason::Graceful))),
                     error,
                 }
             }

@@ -331,6 +331,7 @@ impl Engine {
             if state == State::Closed && entry.reason.is_none() {
                 let reason = match entry.last_state {
                     State::LastAck | State::TimeWait => CloseReason::Graceful,
+                    State::SynSent => CloseReason::Refused,
                     _ => CloseReason::PeerReset,
                 };
                 if reason == CloseReason::PeerReset {
