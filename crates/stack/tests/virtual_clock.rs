@@ -1,0 +1,370 @@
+//! The engine core driven synchronously with a virtual clock: two engines on the in-memory
+//! link, polled in turn by the test, time advanced by hand. Timing rules run in milliseconds
+//! of real time and are exact.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, unbounded};
+use lingerstack_stack::command::{Command, Done, Outcome, Request, Responder};
+use lingerstack_stack::engine::{DeviceOptions, Engine};
+use lingerstack_stack::link::{FaultConfig, MemoryLink, PcapSink};
+use lingerstack_stack::{
+    Cidr, CloseMode, CloseOutcome, CloseReason, SocketId, StackConfig, StackError, Wait,
+};
+use smoltcp::time::Instant;
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 2);
+
+struct Pair {
+    a: Engine,
+    b: Engine,
+    now: Instant,
+    replies: Receiver<(u64, Outcome)>,
+    tx: crossbeam_channel::Sender<(u64, Outcome)>,
+    tag: u64,
+    answered: std::collections::HashMap<u64, Outcome>,
+}
+
+fn config(addr: Ipv4Addr, last: u8, rx: usize) -> StackConfig {
+    StackConfig {
+        mac: [2, 0, 0, 0, 0, last],
+        ipv4: Some(Cidr { addr, prefix: 24 }),
+        rx_buffer: rx,
+        tx_buffer: 64 * 1024,
+        close_deadline: Duration::from_secs(60),
+        random_seed: Some(u64::from(last)),
+        ..StackConfig::default()
+    }
+}
+
+impl Pair {
+    fn new(b_rx: usize) -> Pair {
+        Pair::with_options(b_rx, DeviceOptions::default())
+    }
+
+    /// `a_options`: middleware on engine a's device.
+    fn with_options(b_rx: usize, a_options: DeviceOptions) -> Pair {
+        let (la, lb) = MemoryLink::pair(1500);
+        let now = Instant::from_millis(0);
+        let a = Engine::new(config(A, 1, 64 * 1024), Box::new(la), a_options, now).unwrap();
+        let b = Engine::new(
+            config(B, 2, b_rx),
+            Box::new(lb),
+            DeviceOptions::default(),
+            now,
+        )
+        .unwrap();
+        let (tx, replies) = unbounded();
+        Pair {
+            a,
+            b,
+            now,
+            replies,
+            tx,
+            tag: 0,
+            answered: Default::default(),
+        }
+    }
+
+    /// Submit a request to one engine; returns its tag.
+    fn submit(&mut self, on_a: bool, request: Request) -> u64 {
+        self.tag += 1;
+        let command = Command {
+            request,
+            reply: Responder::new(self.tx.clone(), self.tag),
+        };
+        let engine = if on_a { &mut self.a } else { &mut self.b };
+        engine.handle(command, self.now);
+        self.tag
+    }
+
+    /// Advance virtual time by `step`, polling both engines until the link is quiet.
+    fn advance(&mut self, step: Duration) {
+        self.now += smoltcp::time::Duration::from(step);
+        for _ in 0..20 {
+            self.a.poll(self.now);
+            self.b.poll(self.now);
+        }
+    }
+
+    /// The answer to `tag`, if it has come (other answers are kept for later).
+    fn answer(&mut self, tag: u64) -> Option<Outcome> {
+        self.answered.extend(self.replies.try_iter());
+        self.answered.remove(&tag)
+    }
+
+    /// Run until `tag` is answered (at most `limit` of virtual time, 1 ms steps).
+    fn wait(&mut self, tag: u64, limit: Duration) -> Outcome {
+        let end = self.now + smoltcp::time::Duration::from(limit);
+        loop {
+            if let Some(o) = self.answer(tag) {
+                return o;
+            }
+            assert!(self.now < end, "no answer to {tag} within {limit:?}");
+            self.advance(Duration::from_millis(1));
+        }
+    }
+
+    fn call(&mut self, on_a: bool, request: Request) -> Done {
+        let tag = self.submit(on_a, request);
+        self.advance(Duration::ZERO);
+        self.wait(tag, Duration::from_secs(5)).unwrap()
+    }
+
+    fn id(&mut self, on_a: bool) -> SocketId {
+        match self.call(on_a, Request::Open) {
+            Done::Socket(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// A connection a -> b; b never reads and has a small window.
+fn stuck_connection(p: &mut Pair) -> (SocketId, SocketId) {
+    let l = p.id(false);
+    p.call(false, Request::Bind(l, SocketAddr::new(B.into(), 80)));
+    p.call(false, Request::Listen(l, 1));
+    let s = p.id(true);
+    p.call(
+        true,
+        Request::Connect(s, SocketAddr::new(B.into(), 80), Wait::Block(None)),
+    );
+    let Done::Accepted(c, _) = p.call(false, Request::Accept(l, Wait::Block(None))) else {
+        panic!()
+    };
+    (s, c)
+}
+
+/// C06 on the core: a blocking linger of 3 s whose data cannot leave answers exactly at
+/// 3 s of virtual time, after the RST has gone out.
+#[test]
+fn c06_linger_timeout_is_exact_in_virtual_time() {
+    let mut p = Pair::new(2048);
+    let (s, c) = stuck_connection(&mut p);
+    p.call(true, Request::Send(s, vec![7; 32 * 1024], Wait::No));
+    p.advance(Duration::from_millis(100));
+    let started = p.now;
+    let tag = p.submit(
+        true,
+        Request::Close(
+            s,
+            CloseMode::Linger {
+                timeout: Duration::from_secs(3),
+            },
+        ),
+    );
+    // Not a moment before 3 s.
+    while p.now < started + smoltcp::time::Duration::from_millis(2_999) {
+        p.advance(Duration::from_millis(1));
+        assert!(
+            p.answer(tag).is_none(),
+            "answered early at {}",
+            p.now - started
+        );
+    }
+    let outcome = p.wait(tag, Duration::from_millis(10)).unwrap();
+    assert_eq!(
+        outcome,
+        Done::Closed(CloseOutcome::Reset(CloseReason::LingerTimeout))
+    );
+    let elapsed = p.now - started;
+    assert!(
+        elapsed.total_millis() >= 3_000 && elapsed.total_millis() <= 3_001,
+        "{elapsed}"
+    );
+    // The peer has seen the RST: its next call reports the reset.
+    let tag = p.submit(false, Request::Recv(c, 1 << 20, Wait::No));
+    p.advance(Duration::ZERO);
+    let got = p.wait(tag, Duration::from_secs(1));
+    assert!(matches!(got, Ok(Done::Received(_)) | Err(_)));
+    let tag = p.submit(false, Request::Recv(c, 1 << 20, Wait::No));
+    p.advance(Duration::ZERO);
+    assert_eq!(
+        p.wait(tag, Duration::from_secs(1)).unwrap_err().error,
+        StackError::ConnReset
+    );
+}
+
+/// C24 on the core: a graceful close stuck behind a zero window is reset at its deadline.
+#[test]
+fn c24_close_deadline_in_virtual_time() {
+    let mut p = Pair::new(2048);
+    let (s, _c) = stuck_connection(&mut p);
+    p.call(true, Request::Send(s, vec![7; 32 * 1024], Wait::No));
+    let tag = p.submit(
+        true,
+        Request::Close(
+            s,
+            CloseMode::Graceful {
+                deadline: Some(Duration::from_secs(20)),
+            },
+        ),
+    );
+    p.advance(Duration::ZERO);
+    assert_eq!(
+        p.wait(tag, Duration::ZERO).unwrap(),
+        Done::Closed(CloseOutcome::Background)
+    );
+    let before = p.a.counters().resets_sent;
+    for _ in 0..199 {
+        p.advance(Duration::from_millis(100));
+    }
+    assert_eq!(
+        p.a.counters().resets_sent,
+        before,
+        "reset before the deadline"
+    );
+    p.advance(Duration::from_millis(150));
+    assert_eq!(
+        p.a.counters().resets_sent,
+        before + 1,
+        "no reset at the deadline"
+    );
+    p.advance(Duration::from_millis(10));
+    assert_eq!(
+        p.a.counters().sockets_by_state.values().sum::<usize>(),
+        0,
+        "socket not freed"
+    );
+}
+
+/// poll_at tells the runner when a linger deadline is due, so the runner sleeps exactly.
+#[test]
+fn poll_at_includes_linger_deadline() {
+    let mut p = Pair::new(2048);
+    let (s, _c) = stuck_connection(&mut p);
+    p.call(true, Request::Send(s, vec![7; 32 * 1024], Wait::No));
+    p.advance(Duration::from_secs(1));
+    p.submit(
+        true,
+        Request::Close(
+            s,
+            CloseMode::Linger {
+                timeout: Duration::from_millis(500),
+            },
+        ),
+    );
+    let at = p.a.poll_at(p.now).expect("a deadline");
+    assert!(
+        at <= p.now + smoltcp::time::Duration::from_millis(500),
+        "{at} vs {}",
+        p.now
+    );
+}
+
+/// Send `len` bytes a -> b and read them all at b, in virtual time.
+fn transfer(p: &mut Pair, len: usize) -> Vec<u8> {
+    let (s, c) = stuck_connection(p);
+    let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+    let send = p.submit(true, Request::Send(s, data.clone(), Wait::Block(None)));
+    let mut got = Vec::new();
+    while got.len() < len {
+        let tag = p.submit(false, Request::Recv(c, 1 << 20, Wait::No));
+        p.advance(Duration::from_millis(5));
+        match p.wait(tag, Duration::from_secs(1)) {
+            Ok(Done::Received(d)) => got.extend_from_slice(&d),
+            Err(f) if f.error == StackError::WouldBlock => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            p.now.total_millis() < 600_000,
+            "transfer stalled at {} bytes",
+            got.len()
+        );
+    }
+    assert_eq!(
+        p.wait(send, Duration::from_secs(1)).unwrap(),
+        Done::Sent(len)
+    );
+    assert!(got == data, "payload differs");
+    got
+}
+
+/// The fault middleware: with 20 % of incoming frames dropped and 20 % corrupted on one side,
+/// TCP still delivers every byte (retransmissions and checksums at work).
+#[test]
+fn lossy_link_still_delivers_everything() {
+    let faults = FaultConfig {
+        drop_in_pct: 20,
+        corrupt_in_pct: 20,
+        ..FaultConfig::default()
+    };
+    let mut p = Pair::with_options(
+        64 * 1024,
+        DeviceOptions {
+            faults,
+            ..DeviceOptions::default()
+        },
+    );
+    transfer(&mut p, 200_000);
+    let c = p.a.counters();
+    assert!(c.rx_dropped_fault > 0, "no frame was dropped: {c:?}");
+}
+
+/// A vanished peer is an inbound blackhole: the graceful close never sees its FIN acknowledged
+/// and the close deadline (C24) resets and frees the socket.
+#[test]
+fn c24_vanished_peer_hits_the_close_deadline() {
+    let faults = FaultConfig::default();
+    let vanish = faults.blackhole_in.clone();
+    let mut p = Pair::with_options(
+        64 * 1024,
+        DeviceOptions {
+            faults,
+            ..DeviceOptions::default()
+        },
+    );
+    let (s, _c) = stuck_connection(&mut p);
+    vanish.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tag = p.submit(
+        true,
+        Request::Close(
+            s,
+            CloseMode::Graceful {
+                deadline: Some(Duration::from_secs(30)),
+            },
+        ),
+    );
+    p.advance(Duration::ZERO);
+    assert_eq!(
+        p.wait(tag, Duration::ZERO).unwrap(),
+        Done::Closed(CloseOutcome::Background)
+    );
+    p.advance(Duration::from_secs(29));
+    assert_eq!(p.a.counters().resets_sent, 0);
+    assert!(p.a.counters().sockets_by_state.contains_key("FIN-WAIT-1"));
+    p.advance(Duration::from_secs(2));
+    p.advance(Duration::from_millis(10));
+    assert_eq!(p.a.counters().resets_sent, 1);
+    assert_eq!(p.a.counters().sockets_by_state.values().sum::<usize>(), 0);
+}
+
+/// The pcap middleware writes a well-formed file with every frame in both directions.
+#[test]
+fn pcap_middleware_records_frames() {
+    let path = std::env::temp_dir().join(format!("lingerstack-vc-{}.pcap", std::process::id()));
+    let pcap = PcapSink::create(&path).unwrap();
+    let mut p = Pair::with_options(
+        64 * 1024,
+        DeviceOptions {
+            pcap: Some(pcap),
+            ..DeviceOptions::default()
+        },
+    );
+    transfer(&mut p, 10_000);
+    let counters = p.a.counters();
+    drop(p);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes());
+    let (mut at, mut frames) = (24, 0u64);
+    while at + 16 <= bytes.len() {
+        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + caplen;
+        frames += 1;
+    }
+    assert_eq!(at, bytes.len(), "truncated record");
+    assert_eq!(frames, counters.rx_frames + counters.tx_frames);
+}
