@@ -10,7 +10,7 @@ test *args:
 # The echo demo: the kernel of a private namespace talks to lingerstack over a TAP (as root),
 # or two engines over the in-memory link otherwise.
 demo:
-    cargo run --example echo
+    bash scripts/demo.sh
 
 # Formatting check and clippy with warnings as errors.
 lint:
