@@ -1,0 +1,236 @@
+//! Bulk throughput through lingerstack's `Stack` API against the kernel over a TAP, and the
+//! same for both baselines.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::{CloseMode, SocketId, Stack, Wait};
+use lingerstack_testkit::{TapNet, peer, stack_config, start_stack};
+
+use crate::util::{
+    self, BULK_BUFFER, BulkSample, CHUNK, Dir, OP_TIMEOUT, Record, Settings, accept_timeout,
+    join_peer,
+};
+use crate::{baseline_kernel, baseline_smoltcp};
+
+/// Name of this implementation in the results.
+pub const NAME: &str = "lingerstack";
+
+/// MTUs measured.
+pub const MTUS: [u32; 3] = [1500, 9000, 65520];
+
+const PORT: u16 = 5001;
+
+/// Every throughput record: lingerstack, bare smoltcp and kernel-veth at every MTU.
+pub fn run(settings: &Settings) -> Vec<Record> {
+    let mut out = Vec::new();
+    for mtu in MTUS {
+        eprintln!("throughput: mtu {mtu}");
+        out.extend(lingerstack(settings, mtu));
+        out.extend(baseline_smoltcp::throughput(settings, mtu));
+        out.extend(baseline_kernel::throughput(settings, mtu));
+    }
+    out
+}
+
+/// Buffer description for lingerstack and the bare loop.
+pub fn buffers() -> String {
+    format!(
+        "stack rx=tx={}, kernel peer SO_SNDBUF=SO_RCVBUF={}",
+        util::human(BULK_BUFFER),
+        util::human(BULK_BUFFER)
+    )
+}
+
+/// A TAP namespace with a lingerstack engine on it and a kernel listener.
+pub struct StackNet {
+    /// The engine.
+    pub stack: Stack,
+    /// The kernel listener on 10.200.0.1:`port`.
+    pub listener: Arc<TcpListener>,
+    /// The listener's address.
+    pub addr: SocketAddr,
+    /// Last: the namespace goes after the engine.
+    pub net: TapNet,
+}
+
+impl StackNet {
+    /// TapNet at `mtu`, an engine with `rx`/`tx` buffers, a kernel listener on `port` with
+    /// `kernel_buf` socket buffers.
+    pub fn new(
+        mtu: u32,
+        rx: usize,
+        tx: usize,
+        port: u16,
+        kernel_buf: Option<usize>,
+    ) -> Result<StackNet, String> {
+        let net = TapNet::with_mtu(mtu).map_err(util::ctx("TapNet"))?;
+        let mut config = stack_config(&net);
+        config.rx_buffer = rx;
+        config.tx_buffer = tx;
+        let stack = start_stack(&net, config, DeviceOptions::default(), None)
+            .map_err(util::ctx("start_stack"))?;
+        let addr = SocketAddr::new(net.kernel_v4().into(), port);
+        let listener =
+            peer::tcp_listener(net.ns(), addr, kernel_buf).map_err(util::ctx("kernel listener"))?;
+        Ok(StackNet {
+            stack,
+            listener: Arc::new(listener),
+            addr,
+            net,
+        })
+    }
+
+    /// A connected stack socket to the kernel listener.
+    pub fn connect(&self) -> Result<SocketId, String> {
+        let id = self
+            .stack
+            .open()
+            .map_err(|e| format!("stack open: {e:?}"))?;
+        if let Err(e) = self
+            .stack
+            .connect(id, self.addr, Wait::Block(Some(Duration::from_secs(5))))
+        {
+            let _ = self.stack.close(id, CloseMode::Abort);
+            return Err(format!("stack connect: {e:?}"));
+        }
+        Ok(id)
+    }
+
+    /// Stops the engine (bounded grace).
+    pub fn stop(self) {
+        self.stack.stop(Duration::from_millis(200));
+    }
+}
+
+fn lingerstack(settings: &Settings, mtu: u32) -> Vec<Record> {
+    let sn = match util::guarded("lingerstack setup", || {
+        StackNet::new(mtu, BULK_BUFFER, BULK_BUFFER, PORT, Some(BULK_BUFFER))
+    }) {
+        Ok(sn) => sn,
+        Err(e) => {
+            return Dir::BOTH
+                .iter()
+                .map(|d| {
+                    util::bulk_record(
+                        NAME,
+                        *d,
+                        mtu,
+                        buffers(),
+                        "stack process",
+                        vec![Err(e.clone())],
+                    )
+                })
+                .collect();
+        }
+    };
+    let mut out = Vec::new();
+    for dir in Dir::BOTH {
+        let samples = (0..settings.runs)
+            .map(|_| {
+                util::guarded("lingerstack bulk run", || {
+                    stack_bulk_run(&sn, dir, settings.run_time())
+                })
+            })
+            .collect();
+        let mut rec = util::bulk_record(NAME, dir, mtu, buffers(), "stack process", samples);
+        if let Ok(c) = sn.stack.counters() {
+            rec.note = Some(format!(
+                "engine counters after runs: tx_frames={} rx_frames={} tx_dropped_full={} resets_sent={} resets_received={}",
+                c.tx_frames, c.rx_frames, c.tx_dropped_full, c.resets_sent, c.resets_received
+            ));
+        }
+        out.push(rec);
+    }
+    sn.stop();
+    out
+}
+
+fn stack_bulk_run(sn: &StackNet, dir: Dir, dur: Duration) -> Result<BulkSample, String> {
+    let l = sn.listener.clone();
+    let peer = std::thread::spawn(move || {
+        let s = accept_timeout(&l, Duration::from_secs(5))?;
+        util::set_kernel_buffers(&s, BULK_BUFFER)?;
+        match dir {
+            Dir::Send => util::kernel_sink(s),
+            Dir::Recv => util::kernel_source(s, dur),
+        }
+    });
+    let id = match sn.connect() {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = join_peer(peer);
+            return Err(e);
+        }
+    };
+    let cpu0 = util::process_cpu();
+    let local = match dir {
+        Dir::Send => stack_send_for(&sn.stack, id, dur),
+        Dir::Recv => stack_recv_all(&sn.stack, id),
+    };
+    let mode = if local.is_ok() {
+        CloseMode::Graceful { deadline: None }
+    } else {
+        CloseMode::Abort
+    };
+    let closed = sn.stack.close(id, mode);
+    let peer = join_peer(peer);
+    let cpu = util::process_cpu().saturating_sub(cpu0);
+    let local = local?;
+    closed.map_err(|e| format!("stack close: {e:?}"))?;
+    let peer = peer?;
+    let (bytes, elapsed) = match dir {
+        Dir::Send => (peer.bytes, peer.elapsed),
+        Dir::Recv => local,
+    };
+    Ok(BulkSample {
+        bytes,
+        elapsed,
+        local_cpu: cpu.saturating_sub(peer.cpu),
+        peer_cpu: peer.cpu,
+    })
+}
+
+/// Sends CHUNKs from an application buffer for `dur`.
+fn stack_send_for(stack: &Stack, id: SocketId, dur: Duration) -> Result<(u64, Duration), String> {
+    let app = vec![0xa5u8; CHUNK];
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    while start.elapsed() < dur {
+        match stack.send(id, &app, Wait::Block(Some(OP_TIMEOUT))) {
+            Ok(n) => bytes += n as u64,
+            Err(f) => {
+                return Err(format!(
+                    "ENGINE: blocking send failed after {} bytes (+{} of this call): {:?}",
+                    bytes, f.bytes, f.error
+                ));
+            }
+        }
+    }
+    Ok((bytes, start.elapsed()))
+}
+
+/// Receives into an application buffer until end of stream; bytes and first-byte-to-EOF time.
+fn stack_recv_all(stack: &Stack, id: SocketId) -> Result<(u64, Duration), String> {
+    let mut app = vec![0u8; 4 * CHUNK];
+    let mut bytes = 0u64;
+    let mut first: Option<Instant> = None;
+    loop {
+        match stack.recv(id, app.len(), Wait::Block(Some(OP_TIMEOUT))) {
+            Ok(data) if data.is_empty() => break,
+            Ok(data) => {
+                first.get_or_insert_with(Instant::now);
+                app[..data.len()].copy_from_slice(&data);
+                bytes += data.len() as u64;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "ENGINE: blocking recv failed after {bytes} bytes: {e:?}"
+                ));
+            }
+        }
+    }
+    Ok((bytes, first.map(|f| f.elapsed()).unwrap_or_default()))
+}
