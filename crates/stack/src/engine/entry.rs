@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
-use smoltcp::iface::SocketHandle;
-use smoltcp::socket::tcp::State;
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp::{self, State};
 
 use crate::command::{CloseReason, Readiness, TcpOptions};
 use crate::error::StackError;
@@ -115,5 +115,43 @@ pub(crate) fn state_name(state: State) -> &'static str {
         State::Closing => "CLOSING",
         State::LastAck => "LAST-ACK",
         State::TimeWait => "TIME-WAIT",
+    }
+}
+
+/// Readiness of one socket id, from its entry and smoltcp's state.
+pub(crate) fn readiness(entry: &Entry, sockets: &SocketSet<'static>) -> Readiness {
+    let reason = entry.reason;
+    match &entry.kind {
+        Kind::Fresh => Readiness::default(),
+        Kind::Listener(l) => {
+            let acceptable = l
+                .slots
+                .iter()
+                .any(|h| synchronized(sockets.get::<tcp::Socket>(*h).state()));
+            Readiness {
+                acceptable,
+                ..Readiness::default()
+            }
+        }
+        Kind::Conn(h) => {
+            let s = sockets.get::<tcp::Socket>(*h);
+            let state = s.state();
+            let error = reason.and_then(reason_error);
+            let failed_connect = state == State::Closed && reason.is_some();
+            // A refused connect never had a connection: FD_CONNECT with the error, no FD_CLOSE.
+            let refused = reason == Some(CloseReason::Refused);
+            let ended = peer_closed(state)
+                || error.is_some()
+                || (state == State::Closed && reason == Some(CloseReason::Graceful));
+            Readiness {
+                readable: !refused && (s.recv_queue() > 0 || peer_closed(state) || error.is_some()),
+                unread: s.recv_queue(),
+                writable: s.can_send() && synchronized(state),
+                acceptable: false,
+                connected: synchronized(state) || failed_connect,
+                closed: !refused && ended,
+                error,
+            }
+        }
     }
 }

@@ -533,68 +533,21 @@ impl Engine {
     }
 
     /// Readiness of a live socket id.
-    fn readiness(&mut self, id: SocketId) -> Readiness {
-        let Some(entry) = self.entries.get(&id) else {
-            return Readiness::default();
-        };
-        let reason = entry.reason;
-        match &entry.kind {
-            Kind::Fresh => Readiness::default(),
-            Kind::Listener(l) => {
-                let slots = l.slots.clone();
-                let acceptable = slots.iter().any(|h| {
-                    self.sockets.get::<tcp::Socket>(*h).state() != tcp::State::Listen
-                        && entry::synchronized(self.sockets.get::<tcp::Socket>(*h).state())
-                });
-                Readiness {
-                    acceptable,
-                    ..Readiness::default()
-                }
-            }
-            Kind::Conn(h) => {
-                let s = self.sockets.get::<tcp::Socket>(*h);
-                let state = s.state();
-                let error = reason.and_then(entry::reason_error);
-                let failed_connect = state == tcp::State::Closed && reason.is_some();
-                // A refused connect never had a connection: FD_CONNECT with the error, no FD_CLOSE.
-                let refused = reason == Some(CloseReason::Refused);
-                Readiness {
-                    readable: !refused
-                        && (s.recv_queue() > 0 || entry::peer_closed(state) || error.is_some()),
-                    unread: s.recv_queue(),
-                    writable: s.can_send() && entry::synchronized(state),
-                    acceptable: false,
-                    connected: entry::synchronized(state) || failed_connect,
-                    closed: !refused
-                        && (entry::peer_closed(state)
-                            || error.is_some()
-                            || (state == tcp::State::Closed
-                                && reason == Some(CloseReason::Graceful))),
-                    error,
-                }
-            }
-        }
+    fn readiness(&self, id: SocketId) -> Readiness {
+        self.entries
+            .get(&id)
+            .map_or_else(Readiness::default, |e| entry::readiness(e, &self.sockets))
     }
 
-    /// Send readiness changes of watched sockets to the event sink.
+    /// Send readiness changes of watched sockets to the event sink. Runs after every poll,
+    /// so it walks the table without allocating.
     fn emit_events(&mut self) {
-        if self.events.is_none() {
-            return;
-        }
-        let watched: Vec<SocketId> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.watch)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in watched {
-            let ready = self.readiness(id);
-            let entry = self.entries.get_mut(&id).expect("watched id is live");
+        let Some(sink) = &self.events else { return };
+        for (id, entry) in self.entries.iter_mut().filter(|(_, e)| e.watch) {
+            let ready = entry::readiness(entry, &self.sockets);
             if entry.last_ready != ready {
                 entry.last_ready = ready;
-                if let Some(sink) = &self.events {
-                    let _ = sink.send(SocketEvent { id, ready });
-                }
+                let _ = sink.send(SocketEvent { id: *id, ready });
             }
         }
     }

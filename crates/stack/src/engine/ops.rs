@@ -300,23 +300,13 @@ impl Engine {
     /// aborted and needs a poll.
     pub(super) fn track_connections(&mut self, _now: Instant) -> bool {
         let mut again = false;
-        let conns: Vec<(SocketId, SocketHandle)> = self
-            .entries
-            .iter()
-            .filter_map(|(id, e)| {
-                if let Kind::Conn(h) = e.kind {
-                    Some((*id, h))
-                } else {
-                    None
-                }
-            })
-            .collect();
-        for (id, handle) in conns {
+        for (id, entry) in self.entries.iter_mut() {
+            let Kind::Conn(handle) = entry.kind else {
+                continue;
+            };
             let socket = self.sockets.get_mut::<tcp::Socket>(handle);
             let state = socket.state();
-            let unread = socket.recv_queue() > 0;
-            let entry = self.entries.get_mut(&id).expect("listed above");
-            if entry.recv_shut && unread && state != State::Closed {
+            if entry.recv_shut && socket.recv_queue() > 0 && state != State::Closed {
                 // Data after SD_RECEIVE resets the connection (WSPShutdown).
                 socket.abort();
                 entry.reason = Some(CloseReason::UnreadData);
