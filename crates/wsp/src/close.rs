@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lingerstack_stack::{CloseMode, StackError};
 
-use crate::callback::in_callback;
+use crate::callback::{in_callback, run_callback};
 use crate::error::{WsaError, WsaResult};
 use crate::linger::close_mode;
 use crate::provider::Provider;
@@ -48,8 +48,18 @@ impl Provider {
         let result = self.live()?.stack.close(shared.id, mode);
         match result {
             Err(StackError::WouldBlock) => {
-                // C07: nothing changes; the descriptor stays fully usable.
-                shared.lock().closing = false;
+                // C07: nothing changes; the descriptor stays fully usable. Events that came
+                // while the close was being tried are recorded now.
+                let mut actions = Vec::new();
+                {
+                    let mut st = shared.lock();
+                    st.closing = false;
+                    let ready = st.ready;
+                    st.reg.update(&ready, &mut actions);
+                }
+                for action in actions {
+                    run_callback(|| action.run());
+                }
                 Err(WsaError::WOULDBLOCK)
             }
             Err(StackError::NetworkDown) => {
