@@ -20,7 +20,7 @@ use crate::link::Link;
 
 struct Inner {
     commands: Sender<Command>,
-    waker: Arc<mio::Waker>,
+    doorbell: Arc<crate::runner::Doorbell>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -49,11 +49,11 @@ impl Stack {
             engine.set_event_sink(sink);
         }
         let (commands, rx) = unbounded();
-        let (waker, thread) = crate::runner::spawn(engine, rx)?;
+        let (doorbell, thread) = crate::runner::spawn(engine, rx)?;
         Ok(Stack {
             inner: Arc::new(Inner {
                 commands,
-                waker,
+                doorbell,
                 thread: Mutex::new(Some(thread)),
             }),
         })
@@ -64,7 +64,7 @@ impl Stack {
         let command = Command { request, reply };
         match self.inner.commands.send(command) {
             Ok(()) => {
-                let _ = self.inner.waker.wake();
+                self.inner.doorbell.ring();
             }
             Err(crossbeam_channel::SendError(command)) => {
                 command.reply.send(Err(StackError::NetworkDown.into()))

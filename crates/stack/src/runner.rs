@@ -2,6 +2,8 @@
 //! commands, and the monotonic clock.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant as StdInstant;
 
@@ -39,28 +41,56 @@ impl Clock {
     }
 }
 
-/// Start the engine's thread. Returns the waker that application threads use after sending a
-/// command, and the thread's handle.
+/// How application threads wake the engine after sending a command: a mio waker, rung only
+/// when the engine may be asleep, so callers of a busy engine make no system call.
+pub(crate) struct Doorbell {
+    waker: Arc<Waker>,
+    asleep: AtomicBool,
+}
+
+impl Doorbell {
+    /// Wake the engine if it may be waiting. Call after the command is in the channel.
+    pub(crate) fn ring(&self) {
+        if self.asleep.swap(false, Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Start the engine's thread. Returns the doorbell and the thread's handle.
 pub(crate) fn spawn(
     mut engine: Engine,
     commands: Receiver<Command>,
-) -> io::Result<(std::sync::Arc<Waker>, JoinHandle<()>)> {
+) -> io::Result<(Arc<Doorbell>, JoinHandle<()>)> {
     let poll = Poll::new()?;
-    let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     engine.register_link(poll.registry(), LINK, &waker)?;
+    let doorbell = Arc::new(Doorbell {
+        waker,
+        asleep: AtomicBool::new(false),
+    });
+    let bell = doorbell.clone();
     let thread = std::thread::Builder::new()
         .name("lingerstack-engine".into())
-        .spawn(move || run(engine, poll, commands))?;
-    Ok((waker, thread))
+        .spawn(move || run(engine, poll, commands, &bell))?;
+    Ok((doorbell, thread))
 }
 
-fn run(mut engine: Engine, mut poll: Poll, commands: Receiver<Command>) {
+fn run(mut engine: Engine, mut poll: Poll, commands: Receiver<Command>, doorbell: &Doorbell) {
     let clock = Clock(StdInstant::now());
     let mut events = Events::with_capacity(16);
     let mut orphaned = false;
     loop {
-        let timeout = engine.poll_at(clock.now()).map(|at| clock.until(at));
-        if let Err(e) = poll.poll(&mut events, timeout)
+        let mut timeout = engine.poll_at(clock.now()).map(|at| clock.until(at));
+        // Announce the sleep, then look once more: a command sent before the announcement
+        // rang no bell, so it must not wait for the timeout.
+        doorbell.asleep.store(true, Ordering::SeqCst);
+        if !commands.is_empty() {
+            timeout = Some(std::time::Duration::ZERO);
+        }
+        let polled = poll.poll(&mut events, timeout);
+        doorbell.asleep.store(false, Ordering::SeqCst);
+        if let Err(e) = polled
             && e.kind() != io::ErrorKind::Interrupted
         {
             log::error!("engine poll failed: {e}");

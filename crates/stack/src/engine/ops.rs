@@ -219,7 +219,7 @@ impl Engine {
     pub(super) fn try_send(
         &mut self,
         id: SocketId,
-        data: &mut Vec<u8>,
+        data: &[u8],
         queued: &mut usize,
     ) -> Result<Option<Done>, Failure> {
         let fail = |error: StackError, bytes: usize| Failure { error, bytes };
@@ -239,12 +239,9 @@ impl Engine {
             _ if !socket.may_send() => return Err(fail(StackError::Shutdown, *queued)),
             _ => {}
         }
-        let n = socket.send_slice(data).unwrap_or(0);
-        if n > 0 {
-            data.drain(..n);
-            *queued += n;
-        }
-        if data.is_empty() {
+        // `queued` is also the offset of what is left: no copying the rest down.
+        *queued += socket.send_slice(&data[*queued..]).unwrap_or(0);
+        if *queued == data.len() {
             Ok(Some(Done::Sent(*queued)))
         } else {
             Ok(None)
