@@ -1,0 +1,1224 @@
+//! Configuration of `lingerstackd run`: command-line flags over an optional TOML file, checked
+//! completely before anything is started.
+//!
+//! Every value arrives as text (from a flag or from the file) and goes through one parser, so a
+//! bad value gives the same one-line message wherever it came from, naming where it came from
+//! (`--mtu`, or `daemon.toml: mtu`) and the value itself.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use lingerstack_stack::{Cidr, CloseMode, StackConfig};
+use lingerstack_wsp::linger::{Linger, close_mode};
+use serde::Deserialize;
+
+/// Smallest MTU accepted (the IPv4 minimum datagram every host must take).
+pub const MIN_MTU: usize = 576;
+/// Smallest MTU accepted when IPv6 is configured (RFC 8200).
+pub const MIN_MTU_V6: usize = 1280;
+/// Largest MTU a TAP device takes.
+pub const MAX_MTU: usize = 65521;
+/// Smallest socket buffer accepted, bytes.
+pub const MIN_BUFFER: usize = 1024;
+/// Largest socket buffer accepted, bytes (smoltcp's window scaling reaches 1 GiB; 64 MiB per
+/// socket is already more than a daemon should hold).
+pub const MAX_BUFFER: usize = 64 * 1024 * 1024;
+/// Longest drain time accepted.
+pub const MAX_DRAIN: Duration = Duration::from_secs(3600);
+/// Default path of the control socket.
+pub const DEFAULT_CONTROL: &str = "/run/lingerstackd.sock";
+/// Default MAC of the stack (locally administered, unicast).
+pub const DEFAULT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
+/// Longest Unix socket path (`sun_path` is 108 bytes with its NUL).
+const MAX_UNIX_PATH: usize = 107;
+
+/// A configuration error: one line naming the bad value and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(origin: &str, value: &str, why: impl fmt::Display) -> ConfigError {
+    ConfigError(format!("{origin} {value:?}: {why}"))
+}
+
+/// How the daemon closes a connection it owns: the Winsock linger setting it applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LingerMode {
+    /// SO_DONTLINGER: FIN after all queued data, in the background.
+    Graceful,
+    /// SO_LINGER {1, 0}: RST at once, queued data discarded.
+    Abort,
+    /// SO_LINGER {1, N}, blocking: wait up to N seconds for every byte and the FIN to be
+    /// acknowledged, then RST.
+    Linger(u16),
+}
+
+impl LingerMode {
+    /// The Winsock `struct linger` this mode stands for.
+    pub fn linger(self) -> Linger {
+        match self {
+            LingerMode::Graceful => Linger {
+                onoff: 0,
+                linger: 0,
+            },
+            LingerMode::Abort => Linger {
+                onoff: 1,
+                linger: 0,
+            },
+            LingerMode::Linger(n) => Linger {
+                onoff: 1,
+                linger: n,
+            },
+        }
+    }
+
+    /// The engine's close for this mode, by the linger table (a blocking socket).
+    pub fn close_mode(self) -> CloseMode {
+        close_mode(self.linger(), false, false)
+    }
+}
+
+impl fmt::Display for LingerMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LingerMode::Graceful => f.write_str("graceful"),
+            LingerMode::Abort => f.write_str("abort"),
+            LingerMode::Linger(n) => write!(f, "linger:{n}"),
+        }
+    }
+}
+
+impl FromStr for LingerMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        match s {
+            "graceful" | "dontlinger" => return Ok(LingerMode::Graceful),
+            "abort" | "abortive" | "reset" => return Ok(LingerMode::Abort),
+            _ => {}
+        }
+        let Some(n) = s
+            .strip_prefix("linger:")
+            .or_else(|| s.strip_prefix("linger="))
+        else {
+            return Err("expected graceful, abort or linger:SECONDS".into());
+        };
+        let n = n.strip_suffix('s').unwrap_or(n);
+        match n.parse::<u16>() {
+            Ok(0) => Ok(LingerMode::Abort),
+            Ok(n) => Ok(LingerMode::Linger(n)),
+            Err(_) => Err("linger seconds must be a whole number from 0 to 65535".into()),
+        }
+    }
+}
+
+/// The protocol of a built-in service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// RFC 862: every byte received is sent back.
+    Echo,
+    /// RFC 863: every byte received is thrown away.
+    Discard,
+    /// RFC 864: a stream of characters until the client goes away.
+    Chargen,
+}
+
+impl ServiceKind {
+    /// The service's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::Echo => "echo",
+            ServiceKind::Discard => "discard",
+            ServiceKind::Chargen => "chargen",
+        }
+    }
+}
+
+impl FromStr for ServiceKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "echo" => Ok(ServiceKind::Echo),
+            "discard" => Ok(ServiceKind::Discard),
+            "chargen" => Ok(ServiceKind::Chargen),
+            _ => Err("expected echo, discard or chargen".into()),
+        }
+    }
+}
+
+/// A built-in service on a port of the stack's addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Which protocol.
+    pub kind: ServiceKind,
+    /// The TCP port on the stack.
+    pub port: u16,
+    /// How its connections are closed.
+    pub linger: LingerMode,
+}
+
+/// Which way a forward goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// A port on the stack's address, forwarded to an address the host reaches.
+    Inbound,
+    /// A listener on a host address, forwarded to an address on the TAP network.
+    Outbound,
+}
+
+/// A TCP port forward.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardSpec {
+    /// Which way.
+    pub direction: Direction,
+    /// Where it listens: on the stack (inbound, the address may be unspecified) or on the host.
+    pub listen: SocketAddr,
+    /// Where it connects: a host address (inbound) or an address on the TAP network (outbound).
+    pub target: SocketAddr,
+    /// How the connection on the stack side is closed when the daemon closes it; the host side
+    /// follows the same mode.
+    pub linger: LingerMode,
+}
+
+impl ForwardSpec {
+    /// A short name for logs and status: `in 0.0.0.0:8080 -> 127.0.0.1:80`.
+    pub fn name(&self) -> String {
+        let dir = match self.direction {
+            Direction::Inbound => "in",
+            Direction::Outbound => "out",
+        };
+        format!("forward-{dir} {} -> {}", self.listen, self.target)
+    }
+}
+
+/// The complete, checked configuration of the daemon.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// TAP device name (created if missing, else attached to).
+    pub tap: String,
+    /// IPv4 address of the stack.
+    pub ipv4: Option<Cidr<Ipv4Addr>>,
+    /// IPv6 address of the stack.
+    pub ipv6: Option<Cidr<Ipv6Addr>>,
+    /// IPv4 default gateway.
+    pub gateway_v4: Option<Ipv4Addr>,
+    /// IPv6 default gateway.
+    pub gateway_v6: Option<Ipv6Addr>,
+    /// The stack's MAC.
+    pub mac: [u8; 6],
+    /// MTU to set on the TAP; `None` keeps the device's.
+    pub mtu: Option<usize>,
+    /// Receive buffer of each TCP socket, bytes.
+    pub rx_buffer: usize,
+    /// Send buffer of each TCP socket, bytes.
+    pub tx_buffer: usize,
+    /// Default linger mode of the connections the daemon owns.
+    pub linger: LingerMode,
+    /// Write every frame to this pcap file.
+    pub pcap: Option<PathBuf>,
+    /// Log filter (env_logger syntax).
+    pub log_level: String,
+    /// Write logs to this file instead of stderr (reopened on SIGHUP).
+    pub log_file: Option<PathBuf>,
+    /// Unix socket for `lingerstackd status`.
+    pub control: PathBuf,
+    /// Prometheus text endpoint on a host loopback address.
+    pub metrics: Option<SocketAddr>,
+    /// Longest wait for connections to close at a stop before the rest is reset.
+    pub drain: Duration,
+    /// Deadline of a graceful background close (close-semantics C24).
+    pub close_deadline: Duration,
+    /// Built-in services.
+    pub services: Vec<ServiceSpec>,
+    /// Port forwards.
+    pub forwards: Vec<ForwardSpec>,
+}
+
+impl Config {
+    /// The engine configuration this daemon configuration asks for.
+    pub fn stack_config(&self) -> StackConfig {
+        StackConfig {
+            mac: self.mac,
+            ipv4: self.ipv4,
+            ipv6: self.ipv6,
+            gateway_v4: self.gateway_v4,
+            gateway_v6: self.gateway_v6,
+            rx_buffer: self.rx_buffer,
+            tx_buffer: self.tx_buffer,
+            close_deadline: self.close_deadline,
+            ..StackConfig::default()
+        }
+    }
+
+    /// The addresses in CIDR notation, for logs and status.
+    pub fn addresses(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(c) = self.ipv4 {
+            out.push(format!("{}/{}", c.addr, c.prefix));
+        }
+        if let Some(c) = self.ipv6 {
+            out.push(format!("{}/{}", c.addr, c.prefix));
+        }
+        out
+    }
+
+    /// The gateways, for logs and status.
+    pub fn gateways(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(g) = self.gateway_v4 {
+            out.push(g.to_string());
+        }
+        if let Some(g) = self.gateway_v6 {
+            out.push(g.to_string());
+        }
+        out
+    }
+}
+
+/// Settings given on the command line, all as text (`None`: not given).
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--tap`.
+    pub tap: Option<String>,
+    /// `--ipv4`.
+    pub ipv4: Option<String>,
+    /// `--ipv6`.
+    pub ipv6: Option<String>,
+    /// `--gateway` (repeatable, one per family).
+    pub gateway: Vec<String>,
+    /// `--mac`.
+    pub mac: Option<String>,
+    /// `--mtu`.
+    pub mtu: Option<String>,
+    /// `--rx-buffer`.
+    pub rx_buffer: Option<String>,
+    /// `--tx-buffer`.
+    pub tx_buffer: Option<String>,
+    /// `--linger`.
+    pub linger: Option<String>,
+    /// `--pcap`.
+    pub pcap: Option<PathBuf>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--log-file`.
+    pub log_file: Option<PathBuf>,
+    /// `--control`.
+    pub control: Option<PathBuf>,
+    /// `--metrics`.
+    pub metrics: Option<String>,
+    /// `--drain`.
+    pub drain: Option<String>,
+    /// `--close-deadline`.
+    pub close_deadline: Option<String>,
+    /// `--service KIND:PORT[,LINGER]` (repeatable).
+    pub services: Vec<String>,
+    /// `--forward in|out:LISTEN=TARGET[,LINGER]` (repeatable).
+    pub forwards: Vec<String>,
+}
+
+/// A number or a string in the TOML file (`mtu = 1500` and `mtu = "1500"` both work).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    /// A TOML integer.
+    Int(i64),
+    /// A TOML float.
+    Float(f64),
+    /// A TOML string.
+    Text(String),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// One string or a list of them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value.
+    One(String),
+    /// A list.
+    Many(Vec<String>),
+}
+
+/// The TOML file, as written. Unknown keys are an error (a typo must not pass silently).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// TAP device name.
+    pub tap: Option<String>,
+    /// IPv4 address in CIDR notation.
+    pub ipv4: Option<String>,
+    /// IPv6 address in CIDR notation.
+    pub ipv6: Option<String>,
+    /// Gateway address(es).
+    pub gateway: Option<OneOrMany>,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// MTU.
+    pub mtu: Option<Scalar>,
+    /// Receive buffer size.
+    pub rx_buffer: Option<Scalar>,
+    /// Send buffer size.
+    pub tx_buffer: Option<Scalar>,
+    /// Default linger mode.
+    pub linger: Option<String>,
+    /// pcap file.
+    pub pcap: Option<PathBuf>,
+    /// Log level / filter.
+    pub log_level: Option<String>,
+    /// Log file.
+    pub log_file: Option<PathBuf>,
+    /// Control socket path.
+    pub control: Option<PathBuf>,
+    /// Prometheus endpoint address.
+    pub metrics: Option<String>,
+    /// Drain time.
+    pub drain: Option<Scalar>,
+    /// Background close deadline.
+    pub close_deadline: Option<Scalar>,
+    /// Services.
+    #[serde(default)]
+    pub service: Vec<FileService>,
+    /// Forwards.
+    #[serde(default)]
+    pub forward: Vec<FileForward>,
+}
+
+/// A `[[service]]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileService {
+    /// echo, discard or chargen.
+    pub kind: String,
+    /// Port on the stack.
+    pub port: Scalar,
+    /// Linger mode (default: the daemon's).
+    pub linger: Option<String>,
+}
+
+/// A `[[forward]]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileForward {
+    /// inbound or outbound.
+    pub direction: String,
+    /// Listen address (inbound: a port or address:port on the stack; outbound: host address:port).
+    pub listen: Scalar,
+    /// Target address:port.
+    pub to: String,
+    /// Linger mode (default: the daemon's).
+    pub linger: Option<String>,
+}
+
+/// Read and parse the TOML file.
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        // toml's message spans lines (it quotes the source); keep the first for one clear line.
+        let msg = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_string();
+        let at = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        ConfigError(format!("config file {}{at}: {msg}", path.display()))
+    })
+}
+
+/// Pick the flag if given, else the file's value, and label where it came from.
+fn pick(
+    flag: Option<String>,
+    flag_name: &str,
+    file: Option<String>,
+    file_prefix: &str,
+    key: &str,
+) -> Option<(String, String)> {
+    match (flag, file) {
+        (Some(v), _) => Some((flag_name.to_string(), v)),
+        (None, Some(v)) => Some((format!("{file_prefix}{key}"), v)),
+        (None, None) => None,
+    }
+}
+
+/// Merge flags over the file and check everything. Nothing is opened or started here.
+pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
+    let (file, fp) = match &flags.config {
+        Some(path) => (read_file(path)?, format!("{}: ", path.display())),
+        None => (FileConfig::default(), String::new()),
+    };
+    let fp = fp.as_str();
+
+    let (origin, tap) = pick(flags.tap, "--tap", file.tap, fp, "tap").ok_or_else(|| {
+        ConfigError("no TAP device given: use --tap NAME or `tap` in the config file".into())
+    })?;
+    check_ifname(&origin, &tap)?;
+
+    let ipv4 = pick(flags.ipv4, "--ipv4", file.ipv4, fp, "ipv4")
+        .map(|(o, v)| parse_cidr_v4(&o, &v))
+        .transpose()?;
+    let ipv6 = pick(flags.ipv6, "--ipv6", file.ipv6, fp, "ipv6")
+        .map(|(o, v)| parse_cidr_v6(&o, &v))
+        .transpose()?;
+    if ipv4.is_none() && ipv6.is_none() {
+        return Err(ConfigError(
+            "no address given: use --ipv4 CIDR and/or --ipv6 CIDR (or ipv4/ipv6 in the config file)"
+                .into(),
+        ));
+    }
+
+    let gateways: Vec<(String, String)> = if !flags.gateway.is_empty() {
+        flags
+            .gateway
+            .into_iter()
+            .map(|g| ("--gateway".to_string(), g))
+            .collect()
+    } else {
+        match file.gateway {
+            Some(OneOrMany::One(g)) => vec![(format!("{fp}gateway"), g)],
+            Some(OneOrMany::Many(gs)) => gs
+                .into_iter()
+                .map(|g| (format!("{fp}gateway"), g))
+                .collect(),
+            None => Vec::new(),
+        }
+    };
+    let (mut gateway_v4, mut gateway_v6) = (None, None);
+    for (origin, text) in gateways {
+        let ip: IpAddr = text
+            .trim()
+            .parse()
+            .map_err(|_| bad(&origin, &text, "not an IPv4 or IPv6 address"))?;
+        match ip {
+            IpAddr::V4(g) => {
+                let Some(net) = ipv4 else {
+                    return Err(bad(
+                        &origin,
+                        &text,
+                        "an IPv4 gateway needs an IPv4 address (--ipv4)",
+                    ));
+                };
+                if !same_subnet_v4(net, g) {
+                    return Err(bad(
+                        &origin,
+                        &text,
+                        format!("not inside the stack's network {}/{}", net.addr, net.prefix),
+                    ));
+                }
+                if gateway_v4.replace(g).is_some() {
+                    return Err(bad(&origin, &text, "a second IPv4 gateway"));
+                }
+            }
+            IpAddr::V6(g) => {
+                if ipv6.is_none() {
+                    return Err(bad(
+                        &origin,
+                        &text,
+                        "an IPv6 gateway needs an IPv6 address (--ipv6)",
+                    ));
+                }
+                if g.is_unspecified() || g.is_multicast() {
+                    return Err(bad(&origin, &text, "not a unicast address"));
+                }
+                if gateway_v6.replace(g).is_some() {
+                    return Err(bad(&origin, &text, "a second IPv6 gateway"));
+                }
+            }
+        }
+    }
+
+    let mac = match pick(flags.mac, "--mac", file.mac, fp, "mac") {
+        Some((o, v)) => parse_mac(&o, &v)?,
+        None => DEFAULT_MAC,
+    };
+
+    let mtu = pick(flags.mtu, "--mtu", file.mtu.map(|s| s.text()), fp, "mtu")
+        .map(|(o, v)| {
+            let min = if ipv6.is_some() { MIN_MTU_V6 } else { MIN_MTU };
+            parse_range(&o, &v, min, MAX_MTU).map_err(|e| {
+                if ipv6.is_some() && v.trim().parse::<usize>().is_ok_and(|m| m < MIN_MTU_V6) {
+                    bad(
+                        &o,
+                        &v,
+                        format!("IPv6 needs an MTU of at least {MIN_MTU_V6}"),
+                    )
+                } else {
+                    e
+                }
+            })
+        })
+        .transpose()?;
+
+    let rx_buffer = pick(
+        flags.rx_buffer,
+        "--rx-buffer",
+        file.rx_buffer.map(|s| s.text()),
+        fp,
+        "rx_buffer",
+    )
+    .map(|(o, v)| parse_size(&o, &v))
+    .transpose()?
+    .unwrap_or(StackConfig::default().rx_buffer);
+    let tx_buffer = pick(
+        flags.tx_buffer,
+        "--tx-buffer",
+        file.tx_buffer.map(|s| s.text()),
+        fp,
+        "tx_buffer",
+    )
+    .map(|(o, v)| parse_size(&o, &v))
+    .transpose()?
+    .unwrap_or(StackConfig::default().tx_buffer);
+
+    let linger = match pick(flags.linger, "--linger", file.linger, fp, "linger") {
+        Some((o, v)) => v.parse().map_err(|e| bad(&o, &v, e))?,
+        None => LingerMode::Graceful,
+    };
+
+    let pcap = flags.pcap.or(file.pcap);
+    if let Some(p) = &pcap {
+        check_parent("--pcap / pcap", p)?;
+    }
+    let log_file = flags.log_file.or(file.log_file);
+    if let Some(p) = &log_file {
+        check_parent("--log-file / log_file", p)?;
+    }
+
+    // --log-level beats RUST_LOG, which beats the file.
+    let log_level = match (
+        flags.log_level,
+        std::env::var("RUST_LOG").ok(),
+        file.log_level,
+    ) {
+        (Some(v), _, _) => check_log_level("--log-level", v)?,
+        (None, Some(v), _) if !v.trim().is_empty() => v,
+        (None, _, Some(v)) => check_log_level(&format!("{fp}log_level"), v)?,
+        _ => "info".to_string(),
+    };
+
+    let control = flags
+        .control
+        .or(file.control)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL));
+    if control.as_os_str().len() > MAX_UNIX_PATH {
+        return Err(bad(
+            "--control",
+            &control.display().to_string(),
+            format!("a Unix socket path is at most {MAX_UNIX_PATH} bytes"),
+        ));
+    }
+    check_parent("--control / control", &control)?;
+
+    let metrics = pick(flags.metrics, "--metrics", file.metrics, fp, "metrics")
+        .map(|(o, v)| {
+            let addr = parse_socket_addr(&o, &v)?;
+            if !addr.ip().is_loopback() {
+                return Err(bad(
+                    &o,
+                    &v,
+                    "the metrics endpoint must be on a loopback address",
+                ));
+            }
+            Ok(addr)
+        })
+        .transpose()?;
+
+    let drain = pick(
+        flags.drain,
+        "--drain",
+        file.drain.map(|s| s.text()),
+        fp,
+        "drain",
+    )
+    .map(|(o, v)| parse_duration(&o, &v))
+    .transpose()?
+    .unwrap_or(Duration::from_secs(10));
+    if drain > MAX_DRAIN {
+        return Err(ConfigError(format!(
+            "drain {drain:?}: at most {MAX_DRAIN:?}"
+        )));
+    }
+    let close_deadline = pick(
+        flags.close_deadline,
+        "--close-deadline",
+        file.close_deadline.map(|s| s.text()),
+        fp,
+        "close_deadline",
+    )
+    .map(|(o, v)| parse_duration(&o, &v))
+    .transpose()?
+    .unwrap_or(StackConfig::default().close_deadline);
+    if close_deadline.is_zero() {
+        return Err(ConfigError(
+            "close deadline 0: must be longer than zero".into(),
+        ));
+    }
+
+    let mut services = Vec::new();
+    if !flags.services.is_empty() {
+        for s in &flags.services {
+            services.push(parse_service_flag(s, linger)?);
+        }
+    } else {
+        for (i, s) in file.service.iter().enumerate() {
+            let origin = format!("{fp}service[{i}]");
+            let kind = s
+                .kind
+                .parse()
+                .map_err(|e| bad(&format!("{origin}.kind"), &s.kind, e))?;
+            let port = parse_port(&format!("{origin}.port"), &s.port.text())?;
+            let linger = match &s.linger {
+                Some(l) => l
+                    .parse()
+                    .map_err(|e| bad(&format!("{origin}.linger"), l, e))?,
+                None => linger,
+            };
+            services.push(ServiceSpec { kind, port, linger });
+        }
+    }
+
+    let mut forwards = Vec::new();
+    if !flags.forwards.is_empty() {
+        for f in &flags.forwards {
+            forwards.push(parse_forward_flag(f, linger)?);
+        }
+    } else {
+        for (i, f) in file.forward.iter().enumerate() {
+            let origin = format!("{fp}forward[{i}]");
+            let direction = parse_direction(&format!("{origin}.direction"), &f.direction)?;
+            let listen = parse_listen(&format!("{origin}.listen"), &f.listen.text(), direction)?;
+            let target = parse_socket_addr(&format!("{origin}.to"), &f.to)?;
+            let linger = match &f.linger {
+                Some(l) => l
+                    .parse()
+                    .map_err(|e| bad(&format!("{origin}.linger"), l, e))?,
+                None => linger,
+            };
+            forwards.push(ForwardSpec {
+                direction,
+                listen,
+                target,
+                linger,
+            });
+        }
+    }
+
+    // Stack ports must be unique; outbound targets need their family on the stack.
+    let mut stack_ports: Vec<(u16, String)> = Vec::new();
+    for s in &services {
+        stack_ports.push((s.port, format!("{}:{}", s.kind.name(), s.port)));
+    }
+    for f in &forwards {
+        match f.direction {
+            Direction::Inbound => {
+                let ok = match f.listen.ip() {
+                    IpAddr::V4(a) => a.is_unspecified() || ipv4.is_some_and(|c| c.addr == a),
+                    IpAddr::V6(a) => a.is_unspecified() || ipv6.is_some_and(|c| c.addr == a),
+                };
+                if !ok {
+                    return Err(ConfigError(format!(
+                        "forward {}: listen address {} is not one of the stack's addresses",
+                        f.name(),
+                        f.listen.ip()
+                    )));
+                }
+                stack_ports.push((f.listen.port(), f.name()));
+            }
+            Direction::Outbound => {
+                let family_ok = match f.target.ip() {
+                    IpAddr::V4(_) => ipv4.is_some(),
+                    IpAddr::V6(_) => ipv6.is_some(),
+                };
+                if !family_ok {
+                    return Err(ConfigError(format!(
+                        "forward {}: the stack has no address of the target's family",
+                        f.name()
+                    )));
+                }
+                if f.target.ip().is_unspecified() || f.target.port() == 0 {
+                    return Err(ConfigError(format!(
+                        "forward {}: the target needs an address and a port",
+                        f.name()
+                    )));
+                }
+            }
+        }
+    }
+    for (i, (port, name)) in stack_ports.iter().enumerate() {
+        if let Some((_, other)) = stack_ports[..i].iter().find(|(p, _)| p == port) {
+            return Err(ConfigError(format!(
+                "port {port} on the stack is used twice: by {other} and by {name}"
+            )));
+        }
+    }
+
+    Ok(Config {
+        tap,
+        ipv4,
+        ipv6,
+        gateway_v4,
+        gateway_v6,
+        mac,
+        mtu,
+        rx_buffer,
+        tx_buffer,
+        linger,
+        pcap,
+        log_level,
+        log_file,
+        control,
+        metrics,
+        drain,
+        close_deadline,
+        services,
+        forwards,
+    })
+}
+
+fn check_ifname(origin: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(bad(origin, name, "empty"));
+    }
+    if name.len() > 15 {
+        return Err(bad(origin, name, "an interface name is at most 15 bytes"));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c == '\0' || c == ':')
+    {
+        return Err(bad(origin, name, "not a valid interface name"));
+    }
+    Ok(())
+}
+
+fn check_parent(origin: &str, path: &Path) -> Result<(), ConfigError> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent
+        && !parent.is_dir()
+    {
+        return Err(bad(
+            origin,
+            &path.display().to_string(),
+            format!("directory {} does not exist", parent.display()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_log_level(origin: &str, v: String) -> Result<String, ConfigError> {
+    // A plain level, or an env_logger filter such as "info,lingerstack_stack=debug".
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let ok = v.split(',').all(|part| {
+        let level = part.split_once('=').map_or(part, |(_, l)| l).trim();
+        LEVELS.contains(&level)
+    });
+    if ok {
+        Ok(v)
+    } else {
+        Err(bad(
+            origin,
+            &v,
+            "expected off, error, warn, info, debug or trace (or a filter such as info,lingerstack_stack=debug)",
+        ))
+    }
+}
+
+/// Parse `a.b.c.d/n`.
+pub fn parse_cidr_v4(origin: &str, v: &str) -> Result<Cidr<Ipv4Addr>, ConfigError> {
+    let (a, p) = v
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| bad(origin, v, "expected ADDRESS/PREFIX, e.g. 10.0.0.2/24"))?;
+    let addr: Ipv4Addr = a
+        .parse()
+        .map_err(|_| bad(origin, v, "not an IPv4 address"))?;
+    let prefix: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| (1..=32).contains(p))
+        .ok_or_else(|| bad(origin, v, "the prefix length must be 1 to 32"))?;
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() || addr.is_loopback() {
+        return Err(bad(origin, v, "not a usable unicast address"));
+    }
+    Ok(Cidr { addr, prefix })
+}
+
+/// Parse `addr/n` for IPv6.
+pub fn parse_cidr_v6(origin: &str, v: &str) -> Result<Cidr<Ipv6Addr>, ConfigError> {
+    let (a, p) = v
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| bad(origin, v, "expected ADDRESS/PREFIX, e.g. fd00::2/64"))?;
+    let addr: Ipv6Addr = a
+        .parse()
+        .map_err(|_| bad(origin, v, "not an IPv6 address"))?;
+    let prefix: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| (1..=128).contains(p))
+        .ok_or_else(|| bad(origin, v, "the prefix length must be 1 to 128"))?;
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+        return Err(bad(origin, v, "not a usable unicast address"));
+    }
+    Ok(Cidr { addr, prefix })
+}
+
+fn same_subnet_v4(net: Cidr<Ipv4Addr>, ip: Ipv4Addr) -> bool {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(net.prefix))
+        .unwrap_or(0);
+    u32::from(net.addr) & mask == u32::from(ip) & mask
+}
+
+/// Parse `02:00:00:00:00:02` (also with `-`).
+pub fn parse_mac(origin: &str, v: &str) -> Result<[u8; 6], ConfigError> {
+    let parts: Vec<&str> = v.trim().split([':', '-']).collect();
+    if parts.len() != 6 {
+        return Err(bad(
+            origin,
+            v,
+            "expected six hex octets, e.g. 02:00:00:00:00:02",
+        ));
+    }
+    let mut mac = [0u8; 6];
+    for (dst, part) in mac.iter_mut().zip(&parts) {
+        if part.is_empty() || part.len() > 2 {
+            return Err(bad(
+                origin,
+                v,
+                "expected six hex octets, e.g. 02:00:00:00:00:02",
+            ));
+        }
+        *dst = u8::from_str_radix(part, 16)
+            .map_err(|_| bad(origin, v, "expected six hex octets, e.g. 02:00:00:00:00:02"))?;
+    }
+    if mac[0] & 1 != 0 {
+        return Err(bad(
+            origin,
+            v,
+            "a multicast MAC; the stack needs a unicast one",
+        ));
+    }
+    if mac == [0; 6] {
+        return Err(bad(origin, v, "the all-zero MAC is not usable"));
+    }
+    Ok(mac)
+}
+
+fn parse_range(origin: &str, v: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
+    let n: usize = v
+        .trim()
+        .parse()
+        .map_err(|_| bad(origin, v, "not a whole number"))?;
+    if !(min..=max).contains(&n) {
+        return Err(bad(origin, v, format!("must be between {min} and {max}")));
+    }
+    Ok(n)
+}
+
+/// Parse a byte size: `262144`, `256k`, `256KiB`, `1M`, `1MiB`.
+pub fn parse_size(origin: &str, v: &str) -> Result<usize, ConfigError> {
+    let t = v.trim();
+    let lower = t.to_ascii_lowercase();
+    let (num, mult) = [
+        ("kib", 1024),
+        ("mib", 1024 * 1024),
+        ("k", 1024),
+        ("m", 1024 * 1024),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(suffix, mult)| {
+        lower
+            .strip_suffix(suffix)
+            .map(|n| (n.trim().to_string(), *mult))
+    })
+    .unwrap_or((lower.clone(), 1));
+    let n: usize = num
+        .parse()
+        .map_err(|_| bad(origin, v, "not a size (bytes, or with k/KiB or M/MiB)"))?;
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| bad(origin, v, "too large"))?;
+    if !(MIN_BUFFER..=MAX_BUFFER).contains(&bytes) {
+        return Err(bad(
+            origin,
+            v,
+            format!(
+                "a buffer must be between {MIN_BUFFER} bytes and {} MiB",
+                MAX_BUFFER >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Parse a duration: `10` (seconds), `10s`, `500ms`, `2m`, `1.5s`.
+pub fn parse_duration(origin: &str, v: &str) -> Result<Duration, ConfigError> {
+    let t = v.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let x: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| bad(origin, v, "not a duration (e.g. 10s, 500ms, 2m)"))?;
+    let secs = x * scale;
+    if !secs.is_finite() || secs < 0.0 || secs > MAX_DRAIN.as_secs_f64() {
+        return Err(bad(
+            origin,
+            v,
+            format!("must be between 0 and {}s", MAX_DRAIN.as_secs()),
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_port(origin: &str, v: &str) -> Result<u16, ConfigError> {
+    match v.trim().parse::<u16>() {
+        Ok(0) | Err(_) => Err(bad(origin, v, "a port must be 1 to 65535")),
+        Ok(p) => Ok(p),
+    }
+}
+
+/// Parse `host:port` with a literal address (`[v6]:port` for IPv6).
+pub fn parse_socket_addr(origin: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    let addr: SocketAddr = v
+        .trim()
+        .parse()
+        .map_err(|_| bad(origin, v, "expected ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)"))?;
+    if addr.port() == 0 {
+        return Err(bad(origin, v, "a port must be 1 to 65535"));
+    }
+    Ok(addr)
+}
+
+fn parse_direction(origin: &str, v: &str) -> Result<Direction, ConfigError> {
+    match v.trim() {
+        "in" | "inbound" => Ok(Direction::Inbound),
+        "out" | "outbound" => Ok(Direction::Outbound),
+        _ => Err(bad(origin, v, "expected inbound or outbound")),
+    }
+}
+
+/// Inbound: a bare port means every stack address. Outbound: a host address:port.
+fn parse_listen(origin: &str, v: &str, direction: Direction) -> Result<SocketAddr, ConfigError> {
+    match direction {
+        Direction::Inbound => match v.trim().parse::<u16>() {
+            Ok(p) => {
+                parse_port(origin, v)?;
+                Ok(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), p))
+            }
+            Err(_) => parse_socket_addr(origin, v),
+        },
+        Direction::Outbound => parse_socket_addr(origin, v),
+    }
+}
+
+/// `--service KIND:PORT[,LINGER]`.
+pub fn parse_service_flag(v: &str, default: LingerMode) -> Result<ServiceSpec, ConfigError> {
+    let origin = "--service";
+    let (main, linger) = match v.split_once(',') {
+        Some((m, l)) => (m, Some(l)),
+        None => (v, None),
+    };
+    let (kind, port) = main.split_once(':').ok_or_else(|| {
+        bad(
+            origin,
+            v,
+            "expected KIND:PORT[,LINGER], e.g. echo:7 or chargen:19,abort",
+        )
+    })?;
+    let kind = kind.parse().map_err(|e| bad(origin, v, e))?;
+    let port = parse_port(origin, port).map_err(|_| bad(origin, v, "a port must be 1 to 65535"))?;
+    let linger = match linger {
+        Some(l) => l.parse().map_err(|e| bad(origin, v, e))?,
+        None => default,
+    };
+    Ok(ServiceSpec { kind, port, linger })
+}
+
+/// `--forward in:LISTEN=TARGET[,LINGER]` or `--forward out:LISTEN=TARGET[,LINGER]`.
+pub fn parse_forward_flag(v: &str, default: LingerMode) -> Result<ForwardSpec, ConfigError> {
+    let origin = "--forward";
+    let usage = "expected in:PORT=HOST:PORT or out:HOST:PORT=ADDR:PORT, optionally ,LINGER";
+    let (main, linger) = match v.split_once(',') {
+        Some((m, l)) => (m, Some(l)),
+        None => (v, None),
+    };
+    let (dir, rest) = main.split_once(':').ok_or_else(|| bad(origin, v, usage))?;
+    let direction = parse_direction(origin, dir).map_err(|_| bad(origin, v, usage))?;
+    let (listen, target) = rest.split_once('=').ok_or_else(|| bad(origin, v, usage))?;
+    let listen = parse_listen(origin, listen, direction)
+        .map_err(|e| ConfigError(format!("{e} (in {v:?})")))?;
+    let target =
+        parse_socket_addr(origin, target).map_err(|e| ConfigError(format!("{e} (in {v:?})")))?;
+    let linger = match linger {
+        Some(l) => l.parse().map_err(|e| bad(origin, v, e))?,
+        None => default,
+    };
+    Ok(ForwardSpec {
+        direction,
+        listen,
+        target,
+        linger,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> Flags {
+        Flags {
+            tap: Some("ls0".into()),
+            ipv4: Some("10.0.0.2/24".into()),
+            log_level: Some("info".into()),
+            ..Flags::default()
+        }
+    }
+
+    #[test]
+    fn minimal_flags_resolve_with_defaults() {
+        let c = resolve(flags()).unwrap();
+        assert_eq!(c.tap, "ls0");
+        assert_eq!(c.mac, DEFAULT_MAC);
+        assert_eq!(c.linger, LingerMode::Graceful);
+        assert_eq!(c.drain, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_values_name_themselves() {
+        let mut f = flags();
+        f.mtu = Some("70000".into());
+        let e = resolve(f).unwrap_err().0;
+        assert!(e.contains("--mtu") && e.contains("70000"), "{e}");
+        let mut f = flags();
+        f.ipv4 = Some("10.0.0.300/24".into());
+        let e = resolve(f).unwrap_err().0;
+        assert!(e.contains("--ipv4") && e.contains("10.0.0.300/24"), "{e}");
+        let mut f = flags();
+        f.mac = Some("01:00:00:00:00:01".into());
+        assert!(resolve(f).unwrap_err().0.contains("multicast"));
+        let mut f = flags();
+        f.services = vec!["echo:7".into(), "discard:7".into()];
+        assert!(resolve(f).unwrap_err().0.contains("used twice"));
+        let mut f = flags();
+        f.gateway = vec!["10.0.1.1".into()];
+        assert!(resolve(f).unwrap_err().0.contains("not inside"));
+    }
+
+    #[test]
+    fn linger_modes_map_to_the_table() {
+        assert_eq!(
+            LingerMode::Graceful.close_mode(),
+            CloseMode::Graceful { deadline: None }
+        );
+        assert_eq!(LingerMode::Abort.close_mode(), CloseMode::Abort);
+        assert_eq!(
+            "linger:3".parse::<LingerMode>().unwrap().close_mode(),
+            CloseMode::Linger {
+                timeout: Duration::from_secs(3)
+            }
+        );
+        assert_eq!("linger:0".parse::<LingerMode>().unwrap(), LingerMode::Abort);
+        assert!("linger:x".parse::<LingerMode>().is_err());
+    }
+
+    #[test]
+    fn service_and_forward_flags() {
+        let s = parse_service_flag("chargen:19,abort", LingerMode::Graceful).unwrap();
+        assert_eq!(
+            (s.kind, s.port, s.linger),
+            (ServiceKind::Chargen, 19, LingerMode::Abort)
+        );
+        let f = parse_forward_flag("in:8080=127.0.0.1:80", LingerMode::Graceful).unwrap();
+        assert_eq!(f.direction, Direction::Inbound);
+        assert_eq!(f.listen.port(), 8080);
+        let f = parse_forward_flag("out:[::1]:2222=[fd00::1]:22,linger:2", LingerMode::Graceful)
+            .unwrap();
+        assert_eq!(f.direction, Direction::Outbound);
+        assert_eq!(f.linger, LingerMode::Linger(2));
+        assert!(parse_forward_flag("sideways:1=2", LingerMode::Graceful).is_err());
+    }
+
+    #[test]
+    fn file_then_flags_win() {
+        let dir = std::env::temp_dir().join(format!("lsd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.toml");
+        std::fs::write(
+            &path,
+            "tap = \"ls9\"\nipv4 = \"10.1.0.2/24\"\nmtu = 1400\nlinger = \"abort\"\n\
+             [[service]]\nkind = \"echo\"\nport = 7\n\
+             [[forward]]\ndirection = \"inbound\"\nlisten = 8080\nto = \"127.0.0.1:80\"\nlinger = \"linger:2\"\n",
+        )
+        .unwrap();
+        let f = Flags {
+            config: Some(path.clone()),
+            mtu: Some("1450".into()),
+            log_level: Some("warn".into()),
+            ..Flags::default()
+        };
+        let c = resolve(f).unwrap();
+        assert_eq!(c.tap, "ls9");
+        assert_eq!(c.mtu, Some(1450));
+        assert_eq!(c.services[0].linger, LingerMode::Abort);
+        assert_eq!(c.forwards[0].linger, LingerMode::Linger(2));
+        std::fs::write(&path, "tap = \"ls9\"\nipv4 = \"10.1.0.2/24\"\nmtu = 99\n").unwrap();
+        let e = resolve(Flags {
+            config: Some(path.clone()),
+            log_level: Some("warn".into()),
+            ..Flags::default()
+        })
+        .unwrap_err()
+        .0;
+        assert!(e.contains("mtu") && e.contains("99"), "{e}");
+        std::fs::write(&path, "tapp = \"x\"\n").unwrap();
+        let e = resolve(Flags {
+            config: Some(path),
+            ..Flags::default()
+        })
+        .unwrap_err()
+        .0;
+        assert!(e.contains("tapp"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,477 @@
+//! Watching the daemon: the control socket (`lingerstackd status`), the status document and the
+//! optional Prometheus text endpoint.
+//!
+//! The protocol of the control socket is one line: the client sends `status`, the daemon answers
+//! with the status as one JSON document and closes. `lingerstackd status` prints it as text, or
+//! as it came with `--json`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lingerstack_stack::{Counters, SocketInfo};
+use serde_json::{Value, json};
+
+use crate::services::{Shared, describe_reason};
+
+/// How long a control or metrics client may take to send its request.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bind the control socket. A stale socket file (nobody listening) is replaced; a live one
+/// means another daemon uses the path, which is an error.
+pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "control socket {}: another daemon is listening there",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path).map_err(|e| {
+            format!(
+                "control socket {}: removing the stale file: {e}",
+                path.display()
+            )
+        })?;
+    }
+    UnixListener::bind(path).map_err(|e| format!("control socket {}: {e}", path.display()))
+}
+
+/// Serve the control socket on a thread of its own.
+pub fn serve_control(shared: Arc<Shared>, listener: UnixListener) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+                let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+                let mut line = String::new();
+                let _ = BufReader::new(&mut stream).take(256).read_line(&mut line);
+                let answer = match line.trim() {
+                    "status" | "" => status(&shared).to_string(),
+                    other => json!({ "error": format!("unknown request {other:?}; try status") })
+                        .to_string(),
+                };
+                let _ = stream.write_all(answer.as_bytes());
+                let _ = stream.write_all(b"\n");
+            }
+        })?;
+    Ok(())
+}
+
+/// Bind the metrics endpoint.
+pub fn bind_metrics(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).map_err(|e| format!("metrics endpoint {addr}: {e}"))
+}
+
+/// Serve the Prometheus text format on a thread of its own (any path but `/` and `/metrics`
+/// is a 404).
+pub fn serve_metrics(shared: Arc<Shared>, listener: TcpListener) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+                let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+                let mut reader = BufReader::new(&mut stream).take(16 * 1024);
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                // Skip the headers.
+                for _ in 0..100 {
+                    let mut h = String::new();
+                    match reader.read_line(&mut h) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if h.trim().is_empty() => break,
+                        Ok(_) => {}
+                    }
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let (code, body) = if path == "/metrics" || path == "/" {
+                    ("200 OK", metrics(&shared))
+                } else {
+                    ("404 Not Found", "not found; try /metrics\n".to_string())
+                };
+                let head = format!(
+                    "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(body.as_bytes());
+            }
+        })?;
+    Ok(())
+}
+
+fn counters_json(c: &Counters) -> Value {
+    json!({
+        "rx_frames": c.rx_frames,
+        "rx_bytes": c.rx_bytes,
+        "tx_frames": c.tx_frames,
+        "tx_bytes": c.tx_bytes,
+        "tx_dropped_full": c.tx_dropped_full,
+        "rx_dropped_fault": c.rx_dropped_fault,
+        "tx_dropped_fault": c.tx_dropped_fault,
+        "rx_dropped_oversize": c.rx_dropped_oversize,
+        "resets_sent": c.resets_sent,
+        "resets_received": c.resets_received,
+        "graceful_closes": c.graceful_closes,
+        "open_ids": c.open_ids,
+        "sockets_by_state": c.sockets_by_state,
+    })
+}
+
+fn socket_json(s: &SocketInfo) -> Value {
+    json!({
+        "socket": s.id.0,
+        "state": s.state,
+        "local": s.local.map(|a| a.to_string()),
+        "remote": s.remote.map(|a| a.to_string()),
+        "send_queue": s.send_queue,
+        "recv_queue": s.recv_queue,
+        "closing": s.closing,
+        "reason": s.reason.map(describe_reason),
+    })
+}
+
+/// The status document.
+pub fn status(shared: &Shared) -> Value {
+    let config = &shared.config;
+    let (counters, sockets, error) = match (shared.stack.counters(), shared.stack.sockets()) {
+        (Ok(c), Ok(s)) => (Some(c), s, None),
+        (Err(e), _) | (_, Err(e)) => (None, Vec::new(), Some(e.to_string())),
+    };
+    let connections: Vec<Value> = shared
+        .registry
+        .all()
+        .iter()
+        .map(|c| {
+            let info = sockets.iter().find(|s| s.id == c.id && !s.closing);
+            json!({
+                "id": c.serial,
+                "service": c.kind,
+                "socket": c.id.0,
+                "peer": c.peer.to_string(),
+                "local": c.local.to_string(),
+                "target": c.target.map(|t| t.to_string()),
+                "state": info.map_or("CLOSING", |i| i.state),
+                "send_queue": info.map_or(0, |i| i.send_queue),
+                "recv_queue": info.map_or(0, |i| i.recv_queue),
+                "bytes_in": c.bytes_in.load(Ordering::Relaxed),
+                "bytes_out": c.bytes_out.load(Ordering::Relaxed),
+                "linger": c.linger.to_string(),
+                "age_secs": c.opened.elapsed().as_secs_f64(),
+            })
+        })
+        .collect();
+    let services: Vec<Value> = shared
+        .endpoints
+        .lock()
+        .map(|eps| {
+            eps.iter()
+                .map(|e| {
+                    json!({
+                        "kind": e.kind,
+                        "listen": e.listen.to_string(),
+                        "target": e.target.map(|t| t.to_string()),
+                        "linger": e.linger.to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "pid": std::process::id(),
+        "uptime_secs": shared.started.elapsed().as_secs_f64(),
+        "stopping": shared.is_stopping(),
+        "error": error,
+        "interface": {
+            "name": config.tap,
+            "link": shared.link,
+            "mtu": shared.mtu,
+            "mac": mac_string(config.mac),
+        },
+        "addresses": config.addresses(),
+        "gateways": config.gateways(),
+        "pcap": config.pcap.as_ref().map(|p| p.display().to_string()),
+        "default_linger": config.linger.to_string(),
+        "services": services,
+        "counters": counters.as_ref().map(counters_json),
+        "connections": connections,
+        "sockets": sockets.iter().map(socket_json).collect::<Vec<_>>(),
+    })
+}
+
+/// The Prometheus text exposition of the counters and connections.
+pub fn metrics(shared: &Shared) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "lingerstackd_up",
+        "gauge",
+        "1 while the daemon runs and its link works.",
+        if shared.stack.counters().is_ok() {
+            "1"
+        } else {
+            "0"
+        }
+        .into(),
+    );
+    metric(
+        "lingerstackd_connections",
+        "gauge",
+        "Connections the daemon owns.",
+        shared.registry.len().to_string(),
+    );
+    if let Ok(c) = shared.stack.counters() {
+        for (name, help, v) in [
+            (
+                "rx_frames_total",
+                "Frames received from the link.",
+                c.rx_frames,
+            ),
+            (
+                "rx_bytes_total",
+                "Bytes received from the link.",
+                c.rx_bytes,
+            ),
+            ("tx_frames_total", "Frames sent to the link.", c.tx_frames),
+            ("tx_bytes_total", "Bytes sent to the link.", c.tx_bytes),
+            (
+                "tx_dropped_full_total",
+                "Frames the link could not take.",
+                c.tx_dropped_full,
+            ),
+            (
+                "rx_dropped_oversize_total",
+                "Frames too large for the buffer.",
+                c.rx_dropped_oversize,
+            ),
+            (
+                "resets_sent_total",
+                "Connections reset by the stack.",
+                c.resets_sent,
+            ),
+            (
+                "resets_received_total",
+                "Connections reset by the peer.",
+                c.resets_received,
+            ),
+            (
+                "graceful_closes_total",
+                "Graceful closes that finished.",
+                c.graceful_closes,
+            ),
+        ] {
+            metric(
+                &format!("lingerstack_{name}"),
+                "counter",
+                help,
+                v.to_string(),
+            );
+        }
+        out.push_str("# HELP lingerstack_sockets TCP sockets in the stack by state.\n");
+        out.push_str("# TYPE lingerstack_sockets gauge\n");
+        for (state, n) in &c.sockets_by_state {
+            out.push_str(&format!("lingerstack_sockets{{state=\"{state}\"}} {n}\n"));
+        }
+    }
+    out
+}
+
+/// `lingerstackd status`: ask the daemon at `path` and print the answer.
+pub fn client(path: &Path, json_out: bool) -> Result<(), String> {
+    let mut stream = UnixStream::connect(path).map_err(|e| {
+        format!(
+            "cannot reach lingerstackd at {}: {e} (is it running? see --control)",
+            path.display()
+        )
+    })?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    stream
+        .write_all(b"status\n")
+        .map_err(|e| format!("control socket {}: {e}", path.display()))?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| format!("control socket {}: {e}", path.display()))?;
+    let value: Value = serde_json::from_str(text.trim()).map_err(|e| {
+        format!(
+            "control socket {}: not a status document: {e}",
+            path.display()
+        )
+    })?;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_else(|_| text.trim().to_string())
+        );
+    } else {
+        print!("{}", render(&value));
+    }
+    Ok(())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The status document as text for people.
+pub fn render(v: &Value) -> String {
+    let mut out = String::new();
+    let line = |out: &mut String, text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(
+        &mut out,
+        format!(
+            "lingerstackd pid {}, up {:.1} s{}",
+            s(&v["pid"]),
+            v["uptime_secs"].as_f64().unwrap_or(0.0),
+            if v["stopping"].as_bool() == Some(true) {
+                ", STOPPING"
+            } else {
+                ""
+            }
+        ),
+    );
+    if !v["error"].is_null() {
+        line(&mut out, format!("error      {}", s(&v["error"])));
+    }
+    let i = &v["interface"];
+    line(
+        &mut out,
+        format!(
+            "interface  {} ({}), mtu {}, mac {}",
+            s(&i["name"]),
+            s(&i["link"]),
+            s(&i["mtu"]),
+            s(&i["mac"])
+        ),
+    );
+    let list = |x: &Value| {
+        x.as_array()
+            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "-".into())
+    };
+    line(&mut out, format!("addresses  {}", list(&v["addresses"])));
+    line(&mut out, format!("gateways   {}", list(&v["gateways"])));
+    line(&mut out, format!("pcap       {}", s(&v["pcap"])));
+    for e in v["services"].as_array().into_iter().flatten() {
+        let target = if e["target"].is_null() {
+            String::new()
+        } else {
+            format!(" -> {}", s(&e["target"]))
+        };
+        line(
+            &mut out,
+            format!(
+                "service    {:<12} {}{target} (linger {})",
+                s(&e["kind"]),
+                s(&e["listen"]),
+                s(&e["linger"])
+            ),
+        );
+    }
+    let c = &v["counters"];
+    if !c.is_null() {
+        line(
+            &mut out,
+            format!(
+                "counters   rx {} frames {} bytes, tx {} frames {} bytes, tx dropped {}",
+                s(&c["rx_frames"]),
+                s(&c["rx_bytes"]),
+                s(&c["tx_frames"]),
+                s(&c["tx_bytes"]),
+                s(&c["tx_dropped_full"])
+            ),
+        );
+        line(
+            &mut out,
+            format!(
+                "           resets sent {}, resets received {}, graceful closes {}",
+                s(&c["resets_sent"]),
+                s(&c["resets_received"]),
+                s(&c["graceful_closes"])
+            ),
+        );
+    }
+    let conns = v["connections"].as_array().cloned().unwrap_or_default();
+    line(&mut out, format!("connections ({})", conns.len()));
+    if !conns.is_empty() {
+        line(
+            &mut out,
+            format!(
+                "  {:>4} {:<12} {:<40} {:<12} {:>10} {:>10} {:>7} {:<10}",
+                "ID", "SERVICE", "PEER", "STATE", "IN", "OUT", "AGE s", "LINGER"
+            ),
+        );
+    }
+    for c in conns {
+        line(
+            &mut out,
+            format!(
+                "  {:>4} {:<12} {:<40} {:<12} {:>10} {:>10} {:>7.1} {:<10}",
+                s(&c["id"]),
+                s(&c["service"]),
+                s(&c["peer"]),
+                s(&c["state"]),
+                s(&c["bytes_in"]),
+                s(&c["bytes_out"]),
+                c["age_secs"].as_f64().unwrap_or(0.0),
+                s(&c["linger"])
+            ),
+        );
+    }
+    let socks = v["sockets"].as_array().cloned().unwrap_or_default();
+    line(&mut out, format!("stack sockets ({})", socks.len()));
+    for k in socks {
+        line(
+            &mut out,
+            format!(
+                "  {:>4} {:<12} {:<40} {:<40}{}",
+                s(&k["socket"]),
+                s(&k["state"]),
+                s(&k["local"]),
+                s(&k["remote"]),
+                if k["closing"].as_bool() == Some(true) {
+                    format!(
+                        " closing{}",
+                        if k["reason"].is_null() {
+                            String::new()
+                        } else {
+                            format!(" ({})", s(&k["reason"]))
+                        }
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    out
+}
+
+/// A MAC as text.
+pub fn mac_string(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
