@@ -20,3 +20,14 @@ lint:
 # Remove the pcap files that tests and the demo wrote.
 capture-clean:
     rm -rf "{{target_dir}}/captures"
+
+# The C example: an echo server and client through the provider's C ABI (liblingerstack_wsp.so
+# and include/lingerstack/ws2spi.h only), on the in-memory network; set LINGERSTACK_IFACE etc.
+# to run it on a TAP.
+c-example:
+    cargo build -p lingerstack-wsp
+    mkdir -p "{{target_dir}}/c-example"
+    cc -std=c99 -Wall -Wextra -Werror -pedantic -I include examples/c/echo.c \
+        -L "{{target_dir}}/debug" -llingerstack_wsp -Wl,-rpath,"{{target_dir}}/debug" \
+        -o "{{target_dir}}/c-example/echo"
+    "{{target_dir}}/c-example/echo"

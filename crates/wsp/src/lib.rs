@@ -18,6 +18,7 @@ mod close;
 pub mod consts;
 pub mod error;
 pub mod events;
+pub mod ffi;
 pub mod linger;
 mod options;
 pub mod overlapped;
