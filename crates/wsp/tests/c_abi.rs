@@ -154,6 +154,37 @@ fn c_program_in_memory() {
     assert!(ok && out.contains("PASS mem"), "the C test failed");
 }
 
+/// The in-memory C test under valgrind: no invalid access, and no byte definitely lost by the
+/// provider. Skipped (loudly) where valgrind is not installed.
+#[test]
+fn c_program_in_memory_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("*** SKIP c_program_in_memory_under_valgrind: valgrind is not installed ***");
+        return;
+    }
+    let out = Command::new("valgrind")
+        .args([
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+        ])
+        .arg(c_test())
+        .arg("mem")
+        .env_remove("LINGERSTACK_IFACE")
+        .env_remove("LINGERSTACK_NETNS")
+        .output()
+        .expect("run valgrind");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && stdout.contains("PASS mem")
+            && stderr.contains("ERROR SUMMARY: 0 errors"),
+        "valgrind found a problem (exit {:?}):\n{stderr}",
+        out.status.code()
+    );
+}
+
 /// A bad configuration fails WSPStartup with WSASYSNOTREADY and a log line naming the variable.
 #[test]
 fn bad_environment_is_wsasysnotready() {
