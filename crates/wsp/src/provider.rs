@@ -2,7 +2,7 @@
 //! engine events and overlapped completions into Winsock notifications.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -52,11 +52,13 @@ impl ProviderConfig {
     }
 }
 
-/// Descriptors: numbers handed out once (a 64-bit counter, so a closed number does not come
-/// back: C02), each naming a shared socket.
+/// The next descriptor number, shared by every provider run in the process: a closed number
+/// does not come back (C02), not even in a later run (C23).
+static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(0x100);
+
+/// Descriptors, each naming a shared socket.
 #[derive(Default)]
 pub(crate) struct Table {
-    next: usize,
     pub(crate) by_handle: HashMap<usize, Arc<Shared>>,
     pub(crate) by_id: HashMap<SocketId, Arc<Shared>>,
 }
@@ -104,10 +106,7 @@ impl Provider {
         let (completions, completions_rx) = unbounded();
         let inner = Arc::new(Inner {
             stack,
-            table: Mutex::new(Table {
-                next: 0x100,
-                ..Table::default()
-            }),
+            table: Mutex::new(Table::default()),
             ops: Mutex::new(HashMap::new()),
             next_tag: AtomicU64::new(1),
             completions,
@@ -188,11 +187,7 @@ impl Provider {
         let inner = self.live()?;
         let handle = match &inner.handles {
             Some(source) => source.create(shared.id.0)?,
-            None => {
-                let mut table = lock(&inner.table);
-                table.next += 4;
-                table.next
-            }
+            None => NEXT_HANDLE.fetch_add(4, Ordering::Relaxed) + 4,
         };
         let mut table = lock(&inner.table);
         table.by_handle.insert(handle, shared.clone());
