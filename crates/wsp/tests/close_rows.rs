@@ -347,6 +347,11 @@ fn c23_cleanup_resets_and_invalidates() {
         !event.wait(Duration::from_millis(300)),
         "a cancelled operation was signalled"
     );
+    // No descriptor of the earlier run is valid in a later one.
+    let later = net();
+    let fresh = later.p.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    assert_ne!(fresh, s);
+    assert_eq!(later.p.close_socket(s), Err(WsaError::NOTSOCK));
 }
 
 /// C25: 10,000 connections opened and closed in mixed modes leave no socket, descriptor or
