@@ -116,6 +116,9 @@ impl Provider {
         let handle = self.add_descriptor(&shared).inspect_err(|_| {
             let _ = stack.close(id, CloseMode::Abort);
         })?;
+        // The engine reported the new socket's first readiness before it had a descriptor:
+        // ask for it again so select and events see it.
+        let _ = stack.watch(id, true);
         if mask != 0 {
             let ready = shared.lock().ready;
             let mut actions = Vec::new();

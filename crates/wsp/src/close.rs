@@ -8,6 +8,7 @@ use crate::callback::{in_callback, run_callback};
 use crate::error::{WsaError, WsaResult};
 use crate::linger::close_mode;
 use crate::provider::Provider;
+use crate::socket::Shared;
 
 /// What WSPDuplicateSocket fills in: enough for WSPSocket(FROM_PROTOCOL_INFO) to find the
 /// socket again (`provider_reserved`, WSAPROTOCOL_INFOW's dwProviderReserved).
@@ -23,27 +24,9 @@ impl Provider {
     /// WSPCloseSocket: release descriptor `s`; the last reference closes the socket as its
     /// linger setting and blocking mode say (close-semantics.md).
     pub fn close_socket(&self, s: usize) -> WsaResult<()> {
-        let shared = self.descriptor(s)?;
-        let mode = {
-            let mut st = shared.lock();
-            if st.refs > 1 {
-                // C19: other descriptors keep the socket; nothing is sent or aborted.
-                st.refs -= 1;
-                drop(st);
-                self.remove_descriptor(s, &shared, false);
-                return Ok(());
-            }
-            let mode = close_mode(st.linger, st.nonblocking, st.send_shut);
-            if matches!(mode, CloseMode::Linger { .. }) {
-                if in_callback() {
-                    // C21: a close that would block cannot run inside a provider callback.
-                    return Err(WsaError::INPROGRESS);
-                }
-                st.blocking_close = true;
-            }
-            // C18: from here on nothing is recorded or posted for this socket.
-            st.closing = true;
-            mode
+        let Some((shared, mode)) = self.claim_close(s)? else {
+            // C19: other descriptors keep the socket; nothing is sent or aborted.
+            return Ok(());
         };
         let result = self.live()?.stack.close(shared.id, mode);
         match result {
@@ -73,6 +56,41 @@ impl Provider {
                 result.map(|_| ()).map_err(WsaError::from)
             }
         }
+    }
+
+    /// Decide, under the table lock, what closing `s` does: drop one reference (`None`), or
+    /// close the socket by the returned mode. Two threads closing descriptors of one socket
+    /// at once cannot both take the last reference.
+    fn claim_close(&self, s: usize) -> WsaResult<Option<(Arc<Shared>, CloseMode)>> {
+        let mut table = self.table()?;
+        let shared = table.by_handle.get(&s).cloned().ok_or(WsaError::NOTSOCK)?;
+        let mut st = shared.lock();
+        if st.blocking_close {
+            return Err(WsaError::INPROGRESS);
+        }
+        if st.closing {
+            // Another thread is closing the last reference right now.
+            return Err(WsaError::NOTSOCK);
+        }
+        if st.refs > 1 {
+            st.refs -= 1;
+            table.by_handle.remove(&s);
+            drop((st, table));
+            self.release_handle(s);
+            return Ok(None);
+        }
+        let mode = close_mode(st.linger, st.nonblocking, st.send_shut);
+        if matches!(mode, CloseMode::Linger { .. }) {
+            if in_callback() {
+                // C21: a close that would block cannot run inside a provider callback.
+                return Err(WsaError::INPROGRESS);
+            }
+            st.blocking_close = true;
+        }
+        // C18: from here on nothing is recorded or posted for this socket.
+        st.closing = true;
+        drop(st);
+        Ok(Some((shared, mode)))
     }
 
     /// WSPDuplicateSocket: a protocol info from which WSPSocket makes another descriptor of

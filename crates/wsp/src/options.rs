@@ -11,6 +11,10 @@ use crate::events::{EventObject, EventTarget, MessageSink, NetworkEvents};
 use crate::linger::Linger;
 use crate::provider::Provider;
 
+/// Largest SO_RCVBUF/SO_SNDBUF: buffers are allocated whole when a connection is made, and
+/// smoltcp refuses receive buffers over 1 GiB.
+const MAX_BUFFER: i32 = 64 << 20;
+
 /// Keep-alive interval when SO_KEEPALIVE is on (Windows' default keep-alive time is 2 hours).
 const KEEP_ALIVE: Duration = Duration::from_secs(7200);
 
@@ -61,6 +65,9 @@ impl Provider {
                 if size <= 0 {
                     return Err(WsaError::INVAL);
                 }
+                // Larger buffers are clamped, as Linux clamps to rmem_max; getsockopt reports
+                // the size in force.
+                let size = size.min(MAX_BUFFER);
                 let mut options = shared.lock().options;
                 if name == SO_RCVBUF {
                     options.rx_buffer = size as usize;
@@ -203,10 +210,10 @@ impl Provider {
         event: Option<&dyn EventObject>,
     ) -> WsaResult<NetworkEvents> {
         let shared = self.descriptor(s)?;
-        let record = shared.lock().reg.take();
+        // Reset first: an event recorded between the two is then signalled again, not lost.
         if let Some(e) = event {
-            e.reset();
+            run_callback(|| e.reset());
         }
-        Ok(record)
+        Ok(shared.lock().reg.take())
     }
 }

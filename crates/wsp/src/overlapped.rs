@@ -150,7 +150,7 @@ impl Overlapped {
         let (error, bytes) = self.status();
         match completion {
             None | Some(Completion::Poll) => {}
-            Some(Completion::Event(event)) => event.set(),
+            Some(Completion::Event(event)) => run_callback(|| event.set()),
             Some(Completion::Routine(queue, routine)) => {
                 let op = self.clone();
                 queue.push(Box::new(move || routine(error, bytes, &op)));

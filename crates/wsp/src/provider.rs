@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     handles: Option<Arc<dyn HandleSource>>,
     cleanup_grace: Duration,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
+    /// Dropped at cleanup: the dispatcher ends.
+    stop_dispatcher: Mutex<Option<Sender<()>>>,
 }
 
 /// A started provider: the Rust face of a Winsock service provider. Cheap to clone.
@@ -104,6 +106,7 @@ impl Provider {
                 WsaError::SYSNOTREADY
             })?;
         let (completions, completions_rx) = unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let inner = Arc::new(Inner {
             stack,
             table: Mutex::new(Table::default()),
@@ -115,11 +118,12 @@ impl Provider {
             handles: config.handles,
             cleanup_grace: config.cleanup_grace,
             dispatcher: Mutex::new(None),
+            stop_dispatcher: Mutex::new(Some(stop_tx)),
         });
         let weak = Arc::downgrade(&inner);
         let thread = std::thread::Builder::new()
             .name("lingerstack-wsp".into())
-            .spawn(move || dispatch(weak, events_rx, completions_rx))
+            .spawn(move || dispatch(weak, events_rx, completions_rx, stop_rx))
             .map_err(|_| WsaError::SYSNOTREADY)?;
         *lock(&inner.dispatcher) = Some(thread);
         Ok(Provider { inner })
@@ -134,20 +138,31 @@ impl Provider {
     /// signalling them, give graceful closes `cleanup_grace`, stop the engine (C23). Every
     /// descriptor is invalid afterwards and every call gets WSANOTINITIALISED.
     pub fn cleanup(&self) -> WsaResult<()> {
-        self.live()?;
-        self.inner.running.store(false, Ordering::SeqCst);
-        let sockets: Vec<usize> = lock(&self.inner.table).by_handle.keys().copied().collect();
-        lock(&self.inner.table).by_handle.clear();
-        lock(&self.inner.table).by_id.clear();
-        if let Some(handles) = &self.inner.handles {
-            for h in sockets {
-                handles.close(h);
-            }
+        // One cleanup wins; a concurrent second one sees WSANOTINITIALISED.
+        if self
+            .inner
+            .running
+            .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Err(WsaError::NOTINITIALISED);
         }
+        let sockets: Vec<usize> = {
+            let mut table = lock(&self.inner.table);
+            table.by_id.clear();
+            table.by_handle.drain().map(|(h, _)| h).collect()
+        };
+        for h in sockets {
+            self.release_handle(h);
+        }
+        // Pending operations are dropped unsignalled (WSPCleanup), and the dispatcher told to
+        // end before the engine's last answers could reach them.
         lock(&self.inner.ops).clear();
+        drop(lock(&self.inner.stop_dispatcher).take());
         self.inner.stack.stop(self.inner.cleanup_grace);
         let thread = lock(&self.inner.dispatcher).take();
-        if let Some(t) = thread {
+        // From a callback the dispatcher itself is cleaning up: it ends when it returns.
+        if let Some(t) = thread.filter(|t| t.thread().id() != std::thread::current().id()) {
             let _ = t.join();
         }
         Ok(())
@@ -204,9 +219,19 @@ impl Provider {
                 table.by_id.remove(&shared.id);
             }
         }
+        self.release_handle(s);
+    }
+
+    /// Give a closed descriptor number back to its source (WPUCloseSocketHandle).
+    pub(crate) fn release_handle(&self, s: usize) {
         if let Some(source) = &self.inner.handles {
-            source.close(s);
+            run_callback(|| source.close(s));
         }
+    }
+
+    /// The descriptor table, locked.
+    pub(crate) fn table(&self) -> WsaResult<MutexGuard<'_, Table>> {
+        Ok(lock(&self.live()?.table))
     }
 
     /// The socket with provider id `key` (WSPSocket from protocol info).
@@ -242,8 +267,9 @@ impl Provider {
 /// thread. It ends when the engine has gone (its event sender dropped).
 fn dispatch(
     inner: std::sync::Weak<Inner>,
-    events: Receiver<SocketEvent>,
+    mut events: Receiver<SocketEvent>,
     completions: Receiver<(u64, Outcome)>,
+    stop: Receiver<()>,
 ) {
     loop {
         select! {
@@ -252,7 +278,9 @@ fn dispatch(
                     let Some(inner) = inner.upgrade() else { return };
                     on_event(&inner, event);
                 }
-                Err(_) => break,
+                // The engine is gone; its NetworkDown answers to overlapped calls (made
+                // before or after) still come through `completions`.
+                Err(_) => events = crossbeam_channel::never(),
             },
             recv(completions) -> done => match done {
                 Ok((tag, outcome)) => {
@@ -261,19 +289,17 @@ fn dispatch(
                 }
                 Err(_) => return,
             },
+            recv(stop) -> _ => return,
         }
-    }
-    // The engine is gone: whatever completions it sent on the way out still count.
-    while let Ok((tag, outcome)) = completions.try_recv() {
-        let Some(inner) = inner.upgrade() else { return };
-        on_completion(&inner, tag, outcome);
     }
 }
 
 fn on_event(inner: &Inner, event: SocketEvent) {
-    let shared = lock(&inner.table).by_id.get(&event.id).cloned();
+    let Some(shared) = lock(&inner.table).by_id.get(&event.id).cloned() else {
+        return notify_change(inner);
+    };
     let mut actions = Vec::new();
-    if let Some(shared) = shared {
+    {
         let mut st = shared.lock();
         st.ready = event.ready;
         if let Some(e) = event.ready.error {
@@ -283,14 +309,21 @@ fn on_event(inner: &Inner, event: SocketEvent) {
             st.reg.update(&event.ready, &mut actions);
         }
     }
-    {
-        let mut n = lock(&inner.changed.0);
-        *n += 1;
-        inner.changed.1.notify_all();
-    }
+    notify_change(inner);
     for action in actions {
+        // C18: a close that began meanwhile stops what is not yet delivered.
+        if shared.lock().closing {
+            break;
+        }
         run_callback(|| action.run());
     }
+}
+
+/// Wake the threads waiting in select.
+fn notify_change(inner: &Inner) {
+    let mut n = lock(&inner.changed.0);
+    *n += 1;
+    inner.changed.1.notify_all();
 }
 
 fn on_completion(inner: &Inner, tag: u64, outcome: Outcome) {

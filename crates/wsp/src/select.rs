@@ -14,8 +14,9 @@ fn readable(r: &Readiness) -> bool {
     r.readable || r.acceptable || r.closed
 }
 
+/// Room to send (a completed connect has an empty buffer, so it shows here too).
 fn writable(r: &Readiness) -> bool {
-    r.writable || (r.connected && r.error.is_none() && !r.closed)
+    r.writable
 }
 
 fn failed(r: &Readiness) -> bool {
@@ -32,6 +33,10 @@ impl Provider {
         except: &mut Vec<usize>,
         timeout: Option<Duration>,
     ) -> WsaResult<usize> {
+        if read.is_empty() && write.is_empty() && except.is_empty() {
+            // Nothing to wait for: Windows refuses the call rather than sleep.
+            return Err(crate::error::WsaError::INVAL);
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let sets: Vec<(Vec<usize>, ReadyTest)> = vec![
             (read.clone(), readable),

@@ -271,3 +271,117 @@ fn overlapped_result_waits() {
     assert_eq!(n.p.get_overlapped_result(s, &ov, true), Ok(10));
     assert_eq!(ov.take_data(), b"overlapped");
 }
+
+/// A huge SO_RCVBUF is clamped (and reported as clamped), never passed on to smoltcp, which
+/// would refuse it by panicking the engine thread.
+#[test]
+fn huge_buffer_sizes_are_clamped() {
+    let n = net();
+    let s = n.p.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    n.p.set_sock_opt(s, SOL_SOCKET, SO_RCVBUF, Some(&i32::MAX.to_ne_bytes()))
+        .unwrap();
+    let mut b = [0u8; 4];
+    n.p.get_sock_opt(s, SOL_SOCKET, SO_RCVBUF, &mut b).unwrap();
+    assert_eq!(i32::from_ne_bytes(b), 64 << 20);
+    let (t, _c) = n.connected(7600);
+    n.p.send(t, b"still alive").unwrap();
+    let l = n.peer.open().unwrap();
+    n.peer.bind(l, SocketAddr::new(PEER.into(), 7601)).unwrap();
+    n.peer.listen(l, 1).unwrap();
+    n.p.connect(s, SocketAddr::new(PEER.into(), 7601)).unwrap();
+}
+
+/// After the network goes down, an overlapped call still completes (with WSAENETDOWN).
+#[test]
+fn overlapped_call_after_network_down_completes() {
+    let n = net();
+    let (s, _c) = n.connected(7602);
+    n.remove_device();
+    eventually("engine down", || {
+        n.p.socket(AF_INET, SOCK_STREAM, 0) == Err(WsaError::NETDOWN)
+    });
+    let ov = lingerstack_wsp::Overlapped::new(lingerstack_wsp::Completion::Poll);
+    let _ = n.p.recv_overlapped(s, 10, &ov);
+    assert!(
+        ov.wait(Duration::from_secs(5)),
+        "the operation never completed"
+    );
+    assert_eq!(ov.status().0, WSAENETDOWN);
+}
+
+/// An accepted socket is writable for select at once, every time.
+#[test]
+fn accepted_socket_is_writable_for_select() {
+    let n = net();
+    let l = n.p.socket(AF_INET, SOCK_STREAM, 0).unwrap();
+    n.p.bind(l, SocketAddr::new(ME.into(), 7603)).unwrap();
+    n.p.listen(l, 8).unwrap();
+    for _ in 0..10 {
+        let c = n.peer.open().unwrap();
+        n.peer
+            .connect(c, SocketAddr::new(ME.into(), 7603), BLOCK)
+            .unwrap();
+        let (s, _) = n.p.accept(l, None).unwrap();
+        let (mut r, mut w, mut e) = (vec![], vec![s], vec![]);
+        assert_eq!(
+            n.p.select(&mut r, &mut w, &mut e, Some(Duration::from_secs(2)))
+                .unwrap(),
+            1
+        );
+        n.p.close_socket(s).unwrap();
+    }
+}
+
+/// select does not call a socket with a full send buffer writable.
+#[test]
+fn full_send_buffer_is_not_writable() {
+    let n = net_with(4096);
+    let (s, _c) = n.connected(7604);
+    n.nonblocking(s, true);
+    // Fill the buffer, let the peer's 4 KiB window take what it can, and fill it again: now
+    // nothing will be acknowledged.
+    for _ in 0..2 {
+        while n.p.send(s, &pattern(16 * 1024)).is_ok() {}
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    while n.p.send(s, &pattern(16 * 1024)).is_ok() {}
+    let (mut r, mut w, mut e) = (vec![], vec![s], vec![]);
+    assert_eq!(
+        n.p.select(&mut r, &mut w, &mut e, Some(Duration::from_millis(300)))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        n.p.select(&mut vec![], &mut vec![], &mut vec![], None),
+        Err(WsaError::INVAL)
+    );
+}
+
+struct CleanupFromCallback(
+    lingerstack_wsp::Provider,
+    Mutex<Option<Result<(), WsaError>>>,
+);
+impl MessageSink for CleanupFromCallback {
+    fn post(&self, _socket: usize, _event: i32, _error: i32) {
+        let mut slot = self.1.lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(self.0.cleanup());
+        }
+    }
+}
+
+/// WSPCleanup works from inside a provider callback (C21: only a blocking close is refused).
+#[test]
+fn cleanup_from_a_callback() {
+    let n = net();
+    let (s, c) = n.connected(7605);
+    let sink = Arc::new(CleanupFromCallback(n.p.clone(), Mutex::new(None)));
+    n.p.async_select(s, Some(sink.clone()), FD_READ).unwrap();
+    n.peer.send(c, b"go", BLOCK).unwrap();
+    eventually("callback ran", || sink.1.lock().unwrap().is_some());
+    assert_eq!(sink.1.lock().unwrap().take(), Some(Ok(())));
+    assert_eq!(
+        n.p.socket(AF_INET, SOCK_STREAM, 0),
+        Err(WsaError::NOTINITIALISED)
+    );
+}
