@@ -368,3 +368,63 @@ fn pcap_middleware_records_frames() {
     assert_eq!(at, bytes.len(), "truncated record");
     assert_eq!(frames, counters.rx_frames + counters.tx_frames);
 }
+
+/// C06 with a linger longer than the close deadline: the linger decides, not the deadline.
+#[test]
+fn c06_linger_longer_than_the_close_deadline() {
+    let mut p = Pair::new(2048);
+    let (s, _c) = stuck_connection(&mut p);
+    p.call(true, Request::Send(s, vec![7; 32 * 1024], Wait::No));
+    p.advance(Duration::from_millis(100));
+    let started = p.now;
+    // The engine's close deadline is 60 s; linger for 90.
+    let tag = p.submit(
+        true,
+        Request::Close(
+            s,
+            CloseMode::Linger {
+                timeout: Duration::from_secs(90),
+            },
+        ),
+    );
+    for _ in 0..899 {
+        p.advance(Duration::from_millis(100));
+        assert!(
+            p.answer(tag).is_none(),
+            "answered early at {}",
+            p.now - started
+        );
+    }
+    let outcome = p.wait(tag, Duration::from_millis(200)).unwrap();
+    assert_eq!(
+        outcome,
+        Done::Closed(CloseOutcome::Reset(CloseReason::LingerTimeout))
+    );
+}
+
+/// An abort whose RST cannot leave (the neighbour never answers ARP) does not make the engine
+/// spin: its next deadline lies ahead, and the socket is freed after the retry bound.
+#[test]
+fn unsendable_rst_neither_spins_nor_leaks() {
+    let mut p = Pair::new(2048);
+    let s = p.id(true);
+    let nobody = SocketAddr::new(Ipv4Addr::new(10, 7, 0, 99).into(), 80);
+    let tag = p.submit(true, Request::Connect(s, nobody, Wait::No));
+    p.advance(Duration::from_millis(10));
+    assert!(p.wait(tag, Duration::ZERO).is_err());
+    let tag = p.submit(true, Request::Close(s, CloseMode::Abort));
+    p.advance(Duration::from_millis(10));
+    p.wait(tag, Duration::ZERO).unwrap();
+    let next = p.a.poll_at(p.now).expect("a deadline while the RST waits");
+    assert!(
+        next > p.now,
+        "the engine would spin: next poll at {next}, now {}",
+        p.now
+    );
+    p.advance(Duration::from_secs(4));
+    assert_eq!(
+        p.a.counters().sockets_by_state.values().sum::<usize>(),
+        0,
+        "socket leaked"
+    );
+}

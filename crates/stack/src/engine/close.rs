@@ -18,16 +18,17 @@ pub(crate) struct Closing {
     port: Option<u16>,
     /// At this time a graceful close that has not finished is reset.
     deadline: Instant,
-    /// Set when the socket was aborted: the RST retry bound starts here.
-    reset_at: Option<Instant>,
+    /// Set when the socket was aborted: its RST may be retried until then (the neighbour may
+    /// never resolve), then the socket is freed regardless.
+    give_up: Option<Instant>,
     reason: Option<CloseReason>,
 }
 
 impl Closing {
     /// When this socket next needs a look, besides smoltcp's own timers.
     pub(crate) fn next_check(&self) -> Instant {
-        self.reset_at
-            .map_or(self.deadline, |at| at.min(self.deadline))
+        // Once aborted only the retry bound matters; it lies ahead, so the runner never spins.
+        self.give_up.unwrap_or(self.deadline)
     }
 }
 
@@ -129,6 +130,11 @@ impl Engine {
         // The port stays held (by `track`'s hold at connect/accept) until the socket leaves the set.
         self.push_closing(id, handle, port, deadline);
         if state == State::Closed {
+            // Reset already (by the peer or by us): if our RST has not left yet, bound its wait.
+            if self.socket(handle).remote_endpoint().is_some() {
+                let give_up = now + Duration::from(self.config.rst_retry);
+                self.closing.last_mut().expect("pushed above").give_up = Some(give_up);
+            }
             return Some(CloseOutcome::Nothing);
         }
         // Precedence (close-semantics): linger {1,0} first, then unread data, then the mode.
@@ -152,8 +158,11 @@ impl Engine {
         self.socket(handle).close();
         log::debug!("{id:?} closing gracefully ({mode:?})");
         match mode {
-            CloseMode::Linger { .. } => {
-                self.closing.last_mut().expect("pushed above").deadline = now + default_deadline;
+            CloseMode::Linger { timeout } => {
+                // The linger waiter resets at `timeout`; the close deadline must not come first.
+                let linger = Duration::from(timeout);
+                let closing = self.closing.last_mut().expect("pushed above");
+                closing.deadline = now + linger.max(default_deadline);
                 None
             }
             _ => Some(CloseOutcome::Background),
@@ -172,7 +181,7 @@ impl Engine {
             handle,
             port,
             deadline,
-            reset_at: None,
+            give_up: None,
             reason: None,
         });
     }
@@ -185,9 +194,9 @@ impl Engine {
         now: Instant,
     ) {
         if let Some(c) = self.closing.iter_mut().find(|c| c.handle == handle)
-            && c.reset_at.is_none()
+            && c.give_up.is_none()
         {
-            c.reset_at = Some(now);
+            c.give_up = Some(now + Duration::from(self.config.rst_retry));
             c.reason = Some(reason);
             self.stats.resets_sent += 1;
             self.sockets.get_mut::<tcp::Socket>(handle).abort();
@@ -223,7 +232,6 @@ impl Engine {
     /// was aborted and needs a poll.
     pub(super) fn settle_closing(&mut self, now: Instant) -> bool {
         let mut again = false;
-        let rst_retry = Duration::from(self.config.rst_retry);
         let mut i = 0;
         while i < self.closing.len() {
             let c = &mut self.closing[i];
@@ -236,7 +244,7 @@ impl Engine {
                 continue;
             }
             let rst_sent = socket.remote_endpoint().is_none();
-            let retry_over = c.reset_at.is_some_and(|at| now >= at + rst_retry);
+            let retry_over = c.give_up.is_some_and(|at| now >= at);
             if state == State::Closed && (rst_sent || retry_over) {
                 let c = self.closing.swap_remove(i);
                 self.free_closing(c);
@@ -244,7 +252,7 @@ impl Engine {
             }
             // C12: data arriving after the close cannot be read by anyone: reset.
             let unread = socket.recv_queue() > 0;
-            if c.reset_at.is_none() && state != State::Closed && (unread || now >= c.deadline) {
+            if c.give_up.is_none() && state != State::Closed && (unread || now >= c.deadline) {
                 let reason = if unread {
                     CloseReason::UnreadData
                 } else {
@@ -365,7 +373,7 @@ impl Engine {
                 .get::<tcp::Socket>(c.handle)
                 .remote_endpoint()
                 .is_some()
-                && c.reset_at.is_some()
+                && c.give_up.is_some()
         });
         if self.closing.is_empty() || (now >= until && !rst_pending) {
             for w in self.waiters.drain(..) {
