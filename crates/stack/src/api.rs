@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::{Sender, unbounded};
 
 use crate::command::{
-    CloseMode, CloseOutcome, Command, Done, Failure, Outcome, Request, Responder, Shutdown,
+    CloseMode, CloseOutcome, Command, Done, Failure, Lent, Outcome, Request, Responder, Shutdown,
     SocketEvent, SocketId, SocketInfo, TcpOptions, Wait,
 };
 use crate::config::StackConfig;
@@ -74,9 +74,9 @@ impl Stack {
 
     /// Send a request and wait for its answer. An engine that has gone away answers NetworkDown.
     pub fn call(&self, request: Request) -> Outcome {
-        let (tx, rx) = bounded(1);
-        self.submit(request, Responder::new(tx, 0));
-        receive(&rx)
+        let slot = crate::command::ReplySlot::mine();
+        self.submit(request, Responder::slot(&slot));
+        slot.wait().unwrap_or(Err(StackError::NetworkDown.into()))
     }
 
     fn call_unit(&self, request: Request) -> Result<(), StackError> {
@@ -116,9 +116,23 @@ impl Stack {
 
     /// Queue bytes; blocking waits until all are queued. The failure carries bytes queued so far.
     pub fn send(&self, id: SocketId, data: &[u8], wait: Wait) -> Result<usize, Failure> {
-        match self.call(Request::Send(id, data.to_vec(), wait))? {
+        // `call` waits for the answer, so the engine may copy straight from `data`.
+        match self.call(Request::SendLent(id, Lent::reading(data), wait))? {
             Done::Sent(n) => Ok(n),
             other => Err(unexpected(other).into()),
+        }
+    }
+
+    /// Receive into `buf` (up to its length); 0 is end of stream (or an empty `buf`). The
+    /// engine copies straight from the socket into `buf`: one copy, no allocation.
+    pub fn recv_into(&self, id: SocketId, buf: &mut [u8], wait: Wait) -> Result<usize, StackError> {
+        // `call` waits for the answer, so the engine may write into `buf` until then.
+        match self
+            .call(Request::RecvLent(id, Lent::writing(buf), wait))
+            .map_err(|f| f.error)?
+        {
+            Done::ReceivedInto(n) => Ok(n),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -205,13 +219,6 @@ impl Stack {
             log::error!("engine thread panicked");
         }
     }
-}
-
-/// Wait for one answer; a vanished engine is a network down.
-fn receive(rx: &Receiver<(u64, Outcome)>) -> Outcome {
-    rx.recv()
-        .map(|(_, outcome)| outcome)
-        .unwrap_or(Err(StackError::NetworkDown.into()))
 }
 
 fn unexpected(done: Done) -> StackError {

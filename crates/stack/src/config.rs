@@ -41,6 +41,31 @@ pub struct StackConfig {
     pub max_time_wait: usize,
     /// Seed for smoltcp (ISNs, ports); `None` takes one from the OS.
     pub random_seed: Option<u64>,
+    /// A connect whose SYN gets no answer fails after this long (Windows: about 21 s).
+    pub connect_timeout: Duration,
+    /// A connection whose peer answers nothing for this long while data waits to be
+    /// acknowledged (or a keep-alive probe waits) is aborted: a vanished peer must not hang a
+    /// caller for ever. It must exceed smoltcp's longest retransmission and zero-window probe
+    /// interval (60 s), or a live peer that keeps its window shut would be cut off.
+    pub peer_timeout: Duration,
+}
+
+/// The largest socket buffer smoltcp accepts (its window scaling stops at 1 GiB).
+pub const MAX_BUFFER: usize = 1 << 30;
+
+impl StackConfig {
+    /// Check the values that would otherwise fail deep inside smoltcp.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, size) in [("rx_buffer", self.rx_buffer), ("tx_buffer", self.tx_buffer)] {
+            if size == 0 || size > MAX_BUFFER {
+                return Err(format!("{name} {size} is outside 1..={MAX_BUFFER}"));
+            }
+        }
+        if self.max_backlog == 0 {
+            return Err("max_backlog must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for StackConfig {
@@ -58,6 +83,8 @@ impl Default for StackConfig {
             rst_retry: Duration::from_secs(3),
             max_time_wait: 256,
             random_seed: None,
+            connect_timeout: Duration::from_secs(21),
+            peer_timeout: Duration::from_secs(100),
         }
     }
 }

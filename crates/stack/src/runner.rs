@@ -23,6 +23,19 @@ pub(crate) const LINK: Token = Token(1);
 /// the network.
 const COMMAND_BATCH: usize = 256;
 
+/// How long the engine keeps polling (commands and the link, without sleeping) after a wake
+/// that found work, before it sleeps in the kernel. A command or frame that arrives within it
+/// costs neither side a wake-up; the price is up to this much CPU after each burst of work.
+/// `LINGERSTACK_BUSY_POLL_US` overrides it (0: never busy-poll).
+const BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+
+fn busy_poll_time() -> std::time::Duration {
+    std::env::var("LINGERSTACK_BUSY_POLL_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(BUSY_POLL, std::time::Duration::from_micros)
+}
+
 /// The engine's clock: microseconds since the runner started.
 struct Clock(StdInstant);
 
@@ -80,8 +93,38 @@ fn run(mut engine: Engine, mut poll: Poll, commands: Receiver<Command>, doorbell
     let clock = Clock(StdInstant::now());
     let mut events = Events::with_capacity(16);
     let mut orphaned = false;
+    let busy_poll = busy_poll_time();
+    let mut active = false;
     loop {
         let mut timeout = engine.poll_at(clock.now()).map(|at| clock.until(at));
+        if active && !busy_poll.is_zero() && timeout != Some(std::time::Duration::ZERO) {
+            // Busy-poll: look for commands (an atomic load) and, now and then, the link (a
+            // zero-timeout poll) before paying for a sleep and a wake-up.
+            let until = StdInstant::now() + busy_poll.min(timeout.unwrap_or(busy_poll));
+            let mut spins = 0u32;
+            loop {
+                if !commands.is_empty() {
+                    timeout = Some(std::time::Duration::ZERO);
+                    break;
+                }
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(8) {
+                    if poll
+                        .poll(&mut events, Some(std::time::Duration::ZERO))
+                        .is_ok_and(|()| !events.is_empty())
+                    {
+                        timeout = Some(std::time::Duration::ZERO);
+                        break;
+                    }
+                    if StdInstant::now() >= until {
+                        break;
+                    }
+                }
+                // Yield rather than spin: on a busy machine the application or the peer may
+                // be waiting for this CPU.
+                std::thread::yield_now();
+            }
+        }
         // Announce the sleep, then look once more: a command sent before the announcement
         // rang no bell, so it must not wait for the timeout.
         doorbell.asleep.store(true, Ordering::SeqCst);
@@ -96,9 +139,14 @@ fn run(mut engine: Engine, mut poll: Poll, commands: Receiver<Command>, doorbell
             log::error!("engine poll failed: {e}");
             break;
         }
+        let frames = engine.frames();
+        let mut handled = 0;
         for _ in 0..COMMAND_BATCH {
             match commands.try_recv() {
-                Ok(command) => engine.handle(command, clock.now()),
+                Ok(command) => {
+                    handled += 1;
+                    engine.handle(command, clock.now())
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     if !orphaned {
@@ -119,6 +167,7 @@ fn run(mut engine: Engine, mut poll: Poll, commands: Receiver<Command>, doorbell
             }
         }
         engine.poll(clock.now());
+        active = handled > 0 || engine.frames() != frames;
         if engine.is_stopped() {
             break;
         }

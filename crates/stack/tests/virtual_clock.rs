@@ -428,3 +428,85 @@ fn unsendable_rst_neither_spins_nor_leaks() {
         "socket leaked"
     );
 }
+
+/// A connect nobody answers fails with TimedOut after the connect timeout (21 s by default,
+/// as Windows), not never.
+#[test]
+fn unanswered_connect_times_out() {
+    let faults = FaultConfig::default();
+    let vanish = faults.blackhole_in.clone();
+    let mut p = Pair::with_options(
+        64 * 1024,
+        DeviceOptions {
+            faults,
+            ..DeviceOptions::default()
+        },
+    );
+    // b exists but a hears nothing back: SYNs go out, no SYN-ACK arrives.
+    let l = p.id(false);
+    p.call(false, Request::Bind(l, SocketAddr::new(B.into(), 80)));
+    p.call(false, Request::Listen(l, 1));
+    vanish.store(true, std::sync::atomic::Ordering::SeqCst);
+    let s = p.id(true);
+    let tag = p.submit(
+        true,
+        Request::Connect(s, SocketAddr::new(B.into(), 80), Wait::Block(None)),
+    );
+    for _ in 0..200 {
+        p.advance(Duration::from_millis(100));
+    }
+    assert!(p.answer(tag).is_none(), "gave up before 20 s");
+    let got = p.wait(tag, Duration::from_secs(3));
+    assert_eq!(got.unwrap_err().error, StackError::TimedOut);
+}
+
+/// A peer that vanishes while data waits for its acknowledgement: the blocked send fails with
+/// TimedOut after the peer timeout (100 s, beyond smoltcp's 60 s longest backoff); an idle
+/// connection with nothing outstanding lives on.
+#[test]
+fn vanished_peer_times_out_a_blocked_send_but_not_an_idle_connection() {
+    let faults = FaultConfig::default();
+    let vanish = faults.blackhole_in.clone();
+    let mut p = Pair::with_options(
+        2048,
+        DeviceOptions {
+            faults,
+            ..DeviceOptions::default()
+        },
+    );
+    let (s, _c) = stuck_connection(&mut p);
+    let (idle, _d) = {
+        let l = p.id(false);
+        p.call(false, Request::Bind(l, SocketAddr::new(B.into(), 81)));
+        p.call(false, Request::Listen(l, 1));
+        let t = p.id(true);
+        p.call(
+            true,
+            Request::Connect(t, SocketAddr::new(B.into(), 81), Wait::Block(None)),
+        );
+        let Done::Accepted(d, _) = p.call(false, Request::Accept(l, Wait::Block(None))) else {
+            panic!()
+        };
+        (t, d)
+    };
+    vanish.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tag = p.submit(
+        true,
+        Request::Send(s, vec![1; 256 * 1024], Wait::Block(None)),
+    );
+    for _ in 0..950 {
+        p.advance(Duration::from_millis(100));
+    }
+    assert!(p.answer(tag).is_none(), "gave up early");
+    let failure = p.wait(tag, Duration::from_secs(70)).unwrap_err();
+    assert_eq!(failure.error, StackError::TimedOut);
+    assert!(failure.bytes > 0);
+    p.advance(Duration::from_secs(120));
+    let Done::Info(info) = p.call(true, Request::Info(idle)) else {
+        panic!()
+    };
+    assert_eq!(
+        info.state, "ESTABLISHED",
+        "an idle connection was timed out"
+    );
+}

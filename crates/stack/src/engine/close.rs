@@ -89,7 +89,7 @@ impl Engine {
             if socket.state() == State::Listen
                 || (socket.state() == State::Closed && socket.remote_endpoint().is_none())
             {
-                self.sockets.remove(handle);
+                self.remove_socket(handle);
                 continue;
             }
             let port = socket.local_endpoint().map(|e| e.port);
@@ -300,7 +300,7 @@ impl Engine {
             entry::state_name(socket.state()),
             c.reason.unwrap_or(CloseReason::Graceful)
         );
-        self.sockets.remove(c.handle);
+        self.remove_socket(c.handle);
         if let Some(port) = c.port {
             self.ports.release(port);
         }

@@ -38,6 +38,11 @@ pub(crate) struct Entry {
     pub(crate) reason: Option<CloseReason>,
     /// smoltcp state at the last check, to see transitions the engine did not cause.
     pub(crate) last_state: State,
+    /// When the connection last made progress (state or queues changed): the basis for
+    /// telling a timeout from a reset.
+    pub(crate) progress_at: Option<smoltcp::time::Instant>,
+    /// Send and receive queue lengths at the last check.
+    pub(crate) queues: (usize, usize),
     /// Send readiness changes to the event sink.
     pub(crate) watch: bool,
     pub(crate) last_ready: Readiness,
@@ -54,6 +59,8 @@ impl Entry {
             send_shut: false,
             reason: None,
             last_state: State::Closed,
+            progress_at: None,
+            queues: (0, 0),
             watch: false,
             last_ready: Readiness::default(),
         }

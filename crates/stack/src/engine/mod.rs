@@ -3,6 +3,7 @@
 //! passes `now` in and asks [`Engine::poll_at`] when to come back. That keeps every timing rule
 //! (linger timeouts, close deadlines) testable with a virtual clock.
 
+mod buffers;
 mod close;
 mod entry;
 mod ops;
@@ -18,15 +19,17 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv6Address};
 
 use crate::command::{
-    CloseReason, Command, Done, Failure, Outcome, Readiness, Request, Responder, SocketEvent,
+    CloseReason, Command, Done, Failure, Lent, Outcome, Readiness, Request, Responder, SocketEvent,
     SocketId, SocketInfo, TcpOptions, Wait,
 };
 use crate::config::StackConfig;
 use crate::counters::Counters;
 use crate::error::StackError;
 use crate::link::{FaultConfig, Link, LinkDevice, PcapSink};
+use buffers::BufferPool;
 use close::Closing;
 use entry::{Entry, Kind};
+use ops::RecvInto;
 use ports::Ports;
 
 /// A parked call, resolved after a poll or at its deadline.
@@ -44,17 +47,36 @@ enum Op {
     Connect,
     /// Bytes still to queue, and how many were queued already.
     Send {
-        data: Vec<u8>,
+        data: Payload,
         queued: usize,
     },
     Recv {
         max: usize,
+    },
+    /// Receive into the caller's lent buffer.
+    RecvLent {
+        buf: Lent,
     },
     /// A blocking linger close; `handle` is the socket, already out of the id table.
     Linger {
         handle: SocketHandle,
         reset: bool,
     },
+}
+
+/// The bytes of a send: owned (overlapped calls) or lent by a waiting caller.
+enum Payload {
+    Owned(Vec<u8>),
+    Lent(Lent),
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Owned(v) => v,
+            Payload::Lent(l) => l.bytes(),
+        }
+    }
 }
 
 /// Whether the engine still takes work.
@@ -95,6 +117,16 @@ pub struct Engine {
     events: Option<Sender<SocketEvent>>,
     life: Life,
     stats: Counters,
+    /// Socket buffers, reused across sockets. Dropped after `sockets` (see `Drop`).
+    buffers: BufferPool,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // The sockets borrow their buffers from the pool: drop them first.
+        self.sockets = SocketSet::new(vec![]);
+        self.buffers.drop_all();
+    }
 }
 
 impl Engine {
@@ -105,6 +137,9 @@ impl Engine {
         options: DeviceOptions,
         now: Instant,
     ) -> io::Result<Engine> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let seed = match config.random_seed {
             Some(seed) => seed,
             None => random_seed()?,
@@ -156,6 +191,7 @@ impl Engine {
             events: None,
             life: Life::Running,
             stats: Counters::default(),
+            buffers: BufferPool::default(),
         })
     }
 
@@ -177,6 +213,24 @@ impl Engine {
     /// True once the engine has stopped (asked to, or its link failed).
     pub fn is_stopped(&self) -> bool {
         matches!(self.life, Life::Stopped)
+    }
+
+    /// After a call that consumes readiness (recv, accept), report the socket's readiness
+    /// again even if it looks unchanged: FD_READ and FD_ACCEPT are level-triggered, so a
+    /// condition that still holds after the call must be recorded again (WSAEventSelect).
+    fn report_again(&mut self, id: SocketId) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.last_ready = Readiness {
+                error: Some(StackError::WouldBlock),
+                ..Readiness::default()
+            };
+        }
+    }
+
+    /// Frames received and sent so far (the runner's measure of activity).
+    pub(crate) fn frames(&self) -> u64 {
+        let c = self.device.counters();
+        c.rx_frames + c.tx_frames
     }
 
     /// Reopen the pcap file, if one is being written.
@@ -207,15 +261,30 @@ impl Engine {
                     .map(|()| Done::Unit)
                     .map_err(Failure::from),
             ),
-            Request::Accept(id, wait) => self.start(id, Op::Accept, wait, reply, now),
-            Request::Connect(id, addr, wait) => match self.connect(id, addr) {
+            Request::Accept(id, wait) => {
+                self.report_again(id);
+                self.start(id, Op::Accept, wait, reply, now)
+            }
+            Request::Connect(id, addr, wait) => match self.connect(id, addr, now) {
                 Ok(()) => self.start(id, Op::Connect, wait, reply, now),
                 Err(e) => reply.send(Err(e.into())),
             },
             Request::Send(id, data, wait) => {
+                let data = Payload::Owned(data);
                 self.start(id, Op::Send { data, queued: 0 }, wait, reply, now)
             }
-            Request::Recv(id, max, wait) => self.start(id, Op::Recv { max }, wait, reply, now),
+            Request::SendLent(id, data, wait) => {
+                let data = Payload::Lent(data);
+                self.start(id, Op::Send { data, queued: 0 }, wait, reply, now)
+            }
+            Request::Recv(id, max, wait) => {
+                self.report_again(id);
+                self.start(id, Op::Recv { max }, wait, reply, now)
+            }
+            Request::RecvLent(id, buf, wait) => {
+                self.report_again(id);
+                self.start(id, Op::RecvLent { buf }, wait, reply, now)
+            }
             Request::Shutdown(id, how) => reply.send(
                 self.shutdown(id, how)
                     .map(|()| Done::Unit)
@@ -325,7 +394,11 @@ impl Engine {
     }
 
     fn set_options(&mut self, id: SocketId, options: TcpOptions) -> Result<(), StackError> {
-        if options.rx_buffer == 0 || options.tx_buffer == 0 {
+        let sizes = [options.rx_buffer, options.tx_buffer];
+        if sizes
+            .iter()
+            .any(|&n| n == 0 || n > crate::config::MAX_BUFFER)
+        {
             return Err(StackError::InvalidInput);
         }
         let entry = self.entries.get_mut(&id).ok_or(StackError::NotSocket)?;
@@ -344,12 +417,19 @@ impl Engine {
 
     /// A new smoltcp socket with `options`, added to the set.
     fn new_socket(&mut self, options: &TcpOptions) -> SocketHandle {
-        let rx = tcp::SocketBuffer::new(vec![0; options.rx_buffer]);
-        let tx = tcp::SocketBuffer::new(vec![0; options.tx_buffer]);
-        let mut socket = tcp::Socket::new(rx, tx);
+        let (rx, tx, pending) = self.buffers.buffers(options.rx_buffer, options.tx_buffer);
+        let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
         socket.set_congestion_control(tcp::CongestionControl::Cubic);
         apply_live_options(&mut socket, options);
-        self.sockets.add(socket)
+        let handle = self.sockets.add(socket);
+        self.buffers.lend(handle, pending);
+        handle
+    }
+
+    /// Remove a socket from the set (sending nothing) and take its buffers back.
+    fn remove_socket(&mut self, handle: SocketHandle) {
+        self.sockets.remove(handle);
+        self.buffers.give_back(handle);
     }
 
     fn socket(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
@@ -392,8 +472,9 @@ impl Engine {
         match op {
             Op::Accept => self.try_accept(id),
             Op::Connect => self.try_connected(id),
-            Op::Send { data, queued } => self.try_send(id, data, queued),
-            Op::Recv { max } => self.try_recv(id, *max),
+            Op::Send { data, queued } => self.try_send(id, data.bytes(), queued),
+            Op::Recv { max } => self.try_recv(id, RecvInto::Vec(*max)),
+            Op::RecvLent { buf } => self.try_recv(id, RecvInto::Lent(buf)),
             Op::Linger { handle, reset } => Ok(self.linger_done(*handle, *reset)),
         }
     }

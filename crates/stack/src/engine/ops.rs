@@ -5,12 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, State};
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration as SmolDuration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
 use super::entry::{self, Entry, Kind, Listener};
 use super::{Engine, endpoint_addr};
-use crate::command::{CloseReason, Done, Failure, Shutdown, SocketId};
+use crate::command::{CloseReason, Done, Failure, Lent, Shutdown, SocketId, TcpOptions};
+use crate::config::StackConfig;
 use crate::error::StackError;
 
 impl Engine {
@@ -136,7 +137,12 @@ impl Engine {
     }
 
     /// Start a connection (the waitable part is [`Engine::try_connected`]).
-    pub(super) fn connect(&mut self, id: SocketId, remote: SocketAddr) -> Result<(), StackError> {
+    pub(super) fn connect(
+        &mut self,
+        id: SocketId,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> Result<(), StackError> {
         let entry = self.entries.get(&id).ok_or(StackError::NotSocket)?;
         match &entry.kind {
             Kind::Listener(_) => return Err(StackError::InvalidInput),
@@ -173,7 +179,7 @@ impl Engine {
             .connect(self.iface.context(), remote_ep, local_ep)
             .is_err()
         {
-            self.sockets.remove(handle);
+            self.remove_socket(handle);
             return Err(StackError::AddrNotAvail);
         }
         self.ports.hold(port);
@@ -182,6 +188,7 @@ impl Engine {
         entry.kind = Kind::Conn(handle);
         entry.local = local;
         entry.last_state = State::SynSent;
+        entry.progress_at = Some(now);
         log::debug!("{id:?} connecting to {remote}");
         Ok(())
     }
@@ -248,7 +255,11 @@ impl Engine {
         }
     }
 
-    pub(super) fn try_recv(&mut self, id: SocketId, max: usize) -> Result<Option<Done>, Failure> {
+    pub(super) fn try_recv(
+        &mut self,
+        id: SocketId,
+        into: RecvInto<'_>,
+    ) -> Result<Option<Done>, Failure> {
         let handle = self.data_socket(id)?;
         let entry = &self.entries[&id];
         if entry.recv_shut {
@@ -256,21 +267,46 @@ impl Engine {
         }
         let broken = entry.broken();
         let socket = self.socket(handle);
+        let max = into.max();
         if socket.recv_queue() > 0 {
-            let mut buf = vec![0; max.min(socket.recv_queue())];
-            let n = socket.recv_slice(&mut buf).unwrap_or(0);
-            buf.truncate(n);
-            return Ok(Some(Done::Received(buf)));
+            return Ok(Some(match into {
+                RecvInto::Vec(0) => Done::Received(Vec::new()),
+                RecvInto::Vec(max) => {
+                    // Copy straight out of the ring (at most two pieces), without zeroing a
+                    // buffer first.
+                    let want = max.min(socket.recv_queue());
+                    let mut buf = Vec::with_capacity(want);
+                    while buf.len() < want {
+                        let room = want - buf.len();
+                        let got = socket
+                            .recv(|ring| {
+                                let n = ring.len().min(room);
+                                buf.extend_from_slice(&ring[..n]);
+                                (n, n)
+                            })
+                            .unwrap_or(0);
+                        if got == 0 {
+                            break;
+                        }
+                    }
+                    Done::Received(buf)
+                }
+                RecvInto::Lent(lent) => {
+                    Done::ReceivedInto(socket.recv_slice(lent.bytes_mut()).unwrap_or(0))
+                }
+            }));
         }
         if let Some(error) = broken {
             return Err(error.into());
         }
+        let eof = || match into {
+            RecvInto::Vec(_) => Done::Received(Vec::new()),
+            RecvInto::Lent(_) => Done::ReceivedInto(0),
+        };
         match socket.state() {
             State::SynSent | State::SynReceived => Err(StackError::NotConnected.into()),
-            state if entry::peer_closed(state) || state == State::Closed => {
-                Ok(Some(Done::Received(Vec::new())))
-            }
-            _ if max == 0 => Ok(Some(Done::Received(Vec::new()))),
+            state if entry::peer_closed(state) || state == State::Closed => Ok(Some(eof())),
+            _ if max == 0 => Ok(Some(eof())),
             _ => Ok(None),
         }
     }
@@ -295,7 +331,7 @@ impl Engine {
     /// After a poll: notice what happened to live connections that the engine did not cause
     /// (peer RST, peer FIN, timeouts) and enforce a receive shutdown. True when a socket was
     /// aborted and needs a poll.
-    pub(super) fn track_connections(&mut self, _now: Instant) -> bool {
+    pub(super) fn track_connections(&mut self, now: Instant) -> bool {
         let mut again = false;
         for (id, entry) in self.entries.iter_mut() {
             let Kind::Conn(handle) = entry.kind else {
@@ -312,24 +348,73 @@ impl Engine {
                 again = true;
                 continue;
             }
-            if state == entry.last_state {
-                continue;
-            }
-            if state == State::Closed && entry.reason.is_none() {
+            if state == State::Closed && state != entry.last_state && entry.reason.is_none() {
+                // smoltcp does not say why; a timeout that had run its course explains it,
+                // otherwise a RST did.
+                let timed_out = socket
+                    .timeout()
+                    .zip(entry.progress_at)
+                    .is_some_and(|(t, at)| now >= at + t);
                 let reason = match entry.last_state {
                     State::LastAck | State::TimeWait => CloseReason::Graceful,
+                    _ if timed_out => CloseReason::TimedOut,
                     State::SynSent => CloseReason::Refused,
                     _ => CloseReason::PeerReset,
                 };
                 if reason == CloseReason::PeerReset {
                     self.stats.resets_received += 1;
                 }
-                log::debug!("{id:?} closed by the peer: {reason:?}");
+                log::debug!("{id:?} closed: {reason:?}");
                 entry.reason = Some(reason);
             }
+            let queues = (socket.send_queue(), socket.recv_queue());
+            if entry.progress_at.is_none() || queues != entry.queues || state != entry.last_state {
+                entry.progress_at = Some(now);
+                entry.queues = queues;
+            }
             entry.last_state = state;
+            let wanted = liveness_timeout(state, queues.0, &entry.options, &self.config);
+            if socket.timeout() != wanted {
+                socket.set_timeout(wanted);
+            }
         }
         again
+    }
+}
+
+/// Where a receive puts its bytes.
+pub(super) enum RecvInto<'a> {
+    /// A new vector of at most this many bytes.
+    Vec(usize),
+    /// The caller's lent buffer.
+    Lent(&'a mut Lent),
+}
+
+impl RecvInto<'_> {
+    fn max(&self) -> usize {
+        match self {
+            RecvInto::Vec(max) => *max,
+            RecvInto::Lent(lent) => lent.len(),
+        }
+    }
+}
+
+/// How long smoltcp may hear nothing from the peer before it aborts the connection: while
+/// connecting; while data waits to be acknowledged; with keep-alive on. An idle connection
+/// with nothing outstanding never times out (unless the application set a timeout).
+fn liveness_timeout(
+    state: State,
+    send_queue: usize,
+    options: &TcpOptions,
+    config: &StackConfig,
+) -> Option<SmolDuration> {
+    let own = options.timeout.map(SmolDuration::from);
+    match state {
+        State::SynSent | State::SynReceived => Some(SmolDuration::from(config.connect_timeout)),
+        _ if send_queue > 0 => own.or(Some(SmolDuration::from(config.peer_timeout))),
+        _ => own.or(options
+            .keep_alive
+            .map(|k| SmolDuration::from(k + config.peer_timeout))),
     }
 }
 
