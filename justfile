@@ -31,3 +31,8 @@ c-example:
         -L "{{target_dir}}/debug" -llingerstack_wsp -Wl,-rpath,"{{target_dir}}/debug" \
         -o "{{target_dir}}/c-example/echo"
     "{{target_dir}}/c-example/echo"
+
+# Benchmarks (root: namespaces, TAP, veth): lingerstack against bare smoltcp and the kernel,
+# all in one run. `just bench --full`, `just bench --only throughput --mtu 65520`.
+bench *args="--quick":
+    cargo run --release -p lingerstack-bench -- {{args}}

@@ -196,22 +196,27 @@ pub fn latency(settings: &Settings) -> Vec<Record> {
         let pair = VethPair::new(1500)?;
         let listener = Arc::new(pair.listen(5002)?);
         let mut runs = Vec::new();
+        let mut cpu = Vec::new();
         for _ in 0..settings.runs {
-            runs.push(util::guarded("kernel ping-pong run", || {
-                let l = listener.clone();
-                let peer = std::thread::spawn(move || {
-                    util::kernel_echo(accept_timeout(&l, Duration::from_secs(5))?)
-                });
-                let r = ping_pong(pair.connect(5002)?, settings.run_time());
-                join_peer(peer)?;
-                r
-            }));
+            let (r, pct) = util::cpu_percent(|| {
+                util::guarded("kernel ping-pong run", || {
+                    let l = listener.clone();
+                    let peer = std::thread::spawn(move || {
+                        util::kernel_echo(accept_timeout(&l, Duration::from_secs(5))?)
+                    });
+                    let r = ping_pong(pair.connect(5002)?, settings.run_time());
+                    join_peer(peer)?;
+                    r
+                })
+            });
+            cpu.push(pct);
+            runs.push(r);
         }
-        Ok(runs)
+        Ok((runs, cpu))
     });
     match result {
-        Ok(runs) => util::latency_records(NAME, 1500, runs),
-        Err(e) => util::latency_records(NAME, 1500, vec![Err(e)]),
+        Ok((runs, cpu)) => util::latency_records(NAME, 1500, runs, &cpu),
+        Err(e) => util::latency_records(NAME, 1500, vec![Err(e)], &[]),
     }
 }
 

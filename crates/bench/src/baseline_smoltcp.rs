@@ -386,24 +386,79 @@ pub fn latency(settings: &Settings) -> Vec<Record> {
             peer::tcp_listener(bare.net.ns(), addr, None).map_err(util::ctx("kernel listener"))?,
         );
         let mut runs = Vec::new();
+        let mut cpu = Vec::new();
         for _ in 0..settings.runs {
             let l = l.clone();
             let peer = std::thread::spawn(move || {
                 util::kernel_echo(accept_timeout(&l, Duration::from_secs(5))?)
             });
-            let r = util::guarded("bare ping-pong run", || {
-                let h = bare.connect(addr)?;
-                let r = bare.ping_pong(h, settings.run_time());
-                bare.finish(h, &peer)?;
-                r
+            let (r, pct) = util::cpu_percent(|| {
+                let r = util::guarded("bare ping-pong run", || {
+                    let h = bare.connect(addr)?;
+                    let r = bare.ping_pong(h, settings.run_time());
+                    bare.finish(h, &peer)?;
+                    r
+                });
+                let p = join_peer(peer);
+                r.and_then(|r| p.map(|_| r))
             });
-            let p = join_peer(peer);
-            runs.push(r.and_then(|r| p.map(|_| r)));
+            cpu.push(pct);
+            runs.push(r);
         }
-        Ok(runs)
+        Ok((runs, cpu))
     });
     match result {
-        Ok(runs) => util::latency_records(NAME, 1500, runs),
-        Err(e) => util::latency_records(NAME, 1500, vec![Err(e)]),
+        Ok((runs, cpu)) => util::latency_records(NAME, 1500, runs, &cpu),
+        Err(e) => util::latency_records(NAME, 1500, vec![Err(e)], &[]),
+    }
+}
+
+/// `n` idle established connections through the bare loop with `buf` socket buffers:
+/// (VmRSS growth per connection in bytes, sequential connect time per connection in us).
+pub fn idle_connections(n: usize, buf: usize) -> Result<(f64, f64), String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut bare = Bare::new(1500, buf, buf)?;
+    let addr = SocketAddr::new(bare.net.kernel_v4().into(), 5005);
+    let l = Arc::new(
+        peer::tcp_listener(bare.net.ns(), addr, None).map_err(util::ctx("kernel listener"))?,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let acceptor = {
+        let (l, stop) = (l.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut kept = Vec::with_capacity(n);
+            while !stop.load(Ordering::SeqCst) && kept.len() < n {
+                if let Ok(s) = accept_timeout(&l, Duration::from_millis(50)) {
+                    kept.push(s);
+                }
+            }
+            kept
+        })
+    };
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+    let rss0 = util::rss_bytes().map_err(util::ctx("VmRSS"))?;
+    let start = Instant::now();
+    let mut err = None;
+    for i in 0..n {
+        if let Err(e) = bare.connect(addr) {
+            err = Some(format!("bare connection #{i} of {n}: {e}"));
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rss1 = util::rss_bytes().map_err(util::ctx("VmRSS"))?;
+    stop.store(true, Ordering::SeqCst);
+    let kept = acceptor
+        .join()
+        .map_err(|_| "acceptor panicked".to_string())?;
+    drop(bare);
+    drop(kept);
+    match err {
+        Some(e) => Err(e),
+        None => Ok((
+            (rss1 as f64 - rss0 as f64) / n as f64,
+            secs * 1e6 / n as f64,
+        )),
     }
 }

@@ -12,19 +12,32 @@ use crate::baseline_kernel;
 use crate::throughput::{self, StackNet};
 use crate::util::{self, OP_TIMEOUT, Record, Settings};
 
-/// lingerstack and kernel-veth connection rate records.
+/// Kernel clients (and lingerstack server threads) in the parallel variant.
+const PARALLEL: usize = 4;
+
+/// lingerstack and kernel-veth connection rate records; then lingerstack with
+/// [`PARALLEL`] clients at once (no kernel baseline for that one: its server is sequential).
 pub fn run(settings: &Settings) -> Vec<Record> {
-    vec![lingerstack(settings), baseline_kernel::connrate(settings)]
+    let mut out = Vec::new();
+    if settings.measures(throughput::NAME) {
+        out.push(lingerstack(settings, 1));
+    }
+    if settings.measures(baseline_kernel::NAME) {
+        out.push(baseline_kernel::connrate(settings));
+    }
+    if settings.measures(throughput::NAME) {
+        out.push(lingerstack(settings, PARALLEL));
+    }
+    out
 }
 
-fn lingerstack(settings: &Settings) -> Record {
-    let mut rec = Record::new(
-        "connrate",
-        throughput::NAME,
-        "kernel client -> lingerstack listener",
-        "connections",
-        "conn/s",
-    );
+fn lingerstack(settings: &Settings, clients: usize) -> Record {
+    let case = if clients == 1 {
+        "kernel client -> lingerstack listener".to_string()
+    } else {
+        format!("{clients} kernel clients -> lingerstack listener")
+    };
+    let mut rec = Record::new("connrate", throughput::NAME, &case, "connections", "conn/s");
     rec.mtu = Some(1500);
     rec.buffers = "stack defaults (rx=tx=256 KiB), kernel client defaults".into();
     let result = util::guarded("lingerstack connrate", || {
@@ -33,9 +46,9 @@ fn lingerstack(settings: &Settings) -> Record {
         let note = baseline_kernel::tune_client_ns(sn.net.ns());
         let mut runs = Vec::new();
         for run in 0..settings.runs {
-            let port = 7000 + run as u16;
+            let port = 7000 + (clients * 100 + run) as u16;
             runs.push(util::guarded("lingerstack connrate run", || {
-                one_run(&sn, port, settings)
+                one_run(&sn, port, settings, clients)
             }));
         }
         sn.stop();
@@ -63,8 +76,15 @@ fn lingerstack(settings: &Settings) -> Record {
             rec = rec.with_runs(rates);
             rec.cpu("stack process", "cpu_us_per_conn", &scpu);
             rec.cpu("kernel client thread", "cpu_us_per_conn", &ccpu);
+            let how = if clients == 1 {
+                "sequential, 1 client".to_string()
+            } else {
+                format!(
+                    "{clients} sequential kernel client threads at once, {clients} server threads calling the Stack API"
+                )
+            };
             rec.note = Some(format!(
-                "sequential, 1 client; listener closes first; one engine for all runs: {}; {note}",
+                "{how}; listener closes first; one engine for all runs: {}; {note}",
                 per_run.join(", ")
             ));
         }
@@ -79,6 +99,7 @@ fn one_run(
     sn: &StackNet,
     port: u16,
     settings: &Settings,
+    clients: usize,
 ) -> Result<(u64, f64, f64, f64, usize), String> {
     let stack = &sn.stack;
     let time_wait = stack
@@ -91,41 +112,55 @@ fn one_run(
     stack.bind(l, addr).map_err(|e| format!("bind: {e:?}"))?;
     stack.listen(l, 128).map_err(|e| format!("listen: {e:?}"))?;
     let stop = Arc::new(AtomicBool::new(false));
-    let server = {
-        let (stack, stop) = (stack.clone(), stop.clone());
-        std::thread::spawn(move || serve(&stack, l, &stop))
-    };
+    let servers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (stack, stop) = (stack.clone(), stop.clone());
+            std::thread::spawn(move || serve(&stack, l, &stop))
+        })
+        .collect();
     let cpu0 = util::process_cpu();
     let dur = settings.run_time();
-    let client = sn
-        .net
-        .ns()
-        .spawn(move || baseline_kernel::connect_loop(addr, dur));
-    let client = client
-        .join()
-        .map_err(|_| "client thread panicked".to_string());
+    let spawned: Vec<_> = (0..clients)
+        .map(|_| {
+            sn.net
+                .ns()
+                .spawn(move || baseline_kernel::connect_loop(addr, dur))
+        })
+        .collect();
+    let results: Vec<_> = spawned
+        .into_iter()
+        .map(|c| c.join().map_err(|_| "client thread panicked".to_string()))
+        .collect();
     stop.store(true, Ordering::SeqCst);
-    let served = server
-        .join()
-        .map_err(|_| "server thread panicked".to_string());
+    let served: Vec<_> = servers
+        .into_iter()
+        .map(|s| s.join().map_err(|_| "server thread panicked".to_string()))
+        .collect();
     let cpu = util::process_cpu().saturating_sub(cpu0);
     let _ = stack.close(l, CloseMode::Abort);
-    let served = served?;
-    let client = match client? {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(match served {
-                Err(s) => format!("client: {e}; ENGINE listener side: {s}"),
-                Ok(_) => format!("client: {e}"),
-            });
+    let (mut n, mut secs, mut client_cpu) = (0u64, 0f64, Duration::ZERO);
+    for (client, served) in results.into_iter().zip(served) {
+        let served = served?;
+        match client? {
+            Ok(c) => {
+                n += c.bytes;
+                secs = secs.max(c.elapsed.as_secs_f64());
+                client_cpu += c.cpu;
+            }
+            Err(e) => {
+                return Err(match served {
+                    Err(s) => format!("client: {e}; ENGINE listener side: {s}"),
+                    Ok(_) => format!("client: {e}"),
+                });
+            }
         }
-    };
-    served?;
+        served?;
+    }
     Ok((
-        client.bytes,
-        client.elapsed.as_secs_f64(),
-        cpu.saturating_sub(client.cpu).as_secs_f64(),
-        client.cpu.as_secs_f64(),
+        n,
+        secs,
+        cpu.saturating_sub(client_cpu).as_secs_f64(),
+        client_cpu.as_secs_f64(),
         time_wait,
     ))
 }

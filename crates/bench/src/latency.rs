@@ -12,9 +12,16 @@ const PORT: u16 = 5002;
 
 /// lingerstack, bare smoltcp and kernel-veth latency records.
 pub fn run(settings: &Settings) -> Vec<Record> {
-    let mut out = lingerstack(settings);
-    out.extend(baseline_smoltcp::latency(settings));
-    out.extend(baseline_kernel::latency(settings));
+    let mut out = Vec::new();
+    if settings.measures(throughput::NAME) {
+        out.extend(lingerstack(settings));
+    }
+    if settings.measures(baseline_smoltcp::NAME) {
+        out.extend(baseline_smoltcp::latency(settings));
+    }
+    if settings.measures(baseline_kernel::NAME) {
+        out.extend(baseline_kernel::latency(settings));
+    }
     out
 }
 
@@ -22,28 +29,33 @@ fn lingerstack(settings: &Settings) -> Vec<Record> {
     let result = util::guarded("lingerstack latency", || {
         let sn = StackNet::new(1500, util::BULK_BUFFER, util::BULK_BUFFER, PORT, None)?;
         let mut runs = Vec::new();
+        let mut cpu = Vec::new();
         for _ in 0..settings.runs {
             let l = sn.listener.clone();
             let peer = std::thread::spawn(move || {
                 util::kernel_echo(accept_timeout(&l, Duration::from_secs(5))?)
             });
-            let r = util::guarded("lingerstack ping-pong run", || {
-                let id = sn.connect()?;
-                let r = ping_pong(&sn.stack, id, settings.run_time());
-                sn.stack
-                    .close(id, CloseMode::Graceful { deadline: None })
-                    .map_err(|e| format!("stack close: {e:?}"))?;
-                r
+            let (r, pct) = util::cpu_percent(|| {
+                let r = util::guarded("lingerstack ping-pong run", || {
+                    let id = sn.connect()?;
+                    let r = ping_pong(&sn.stack, id, settings.run_time());
+                    sn.stack
+                        .close(id, CloseMode::Graceful { deadline: None })
+                        .map_err(|e| format!("stack close: {e:?}"))?;
+                    r
+                });
+                let p = join_peer(peer);
+                r.and_then(|r| p.map(|_| r))
             });
-            let p = join_peer(peer);
-            runs.push(r.and_then(|r| p.map(|_| r)));
+            cpu.push(pct);
+            runs.push(r);
         }
         sn.stop();
-        Ok(runs)
+        Ok((runs, cpu))
     });
     match result {
-        Ok(runs) => util::latency_records(throughput::NAME, 1500, runs),
-        Err(e) => util::latency_records(throughput::NAME, 1500, vec![Err(e)]),
+        Ok((runs, cpu)) => util::latency_records(throughput::NAME, 1500, runs, &cpu),
+        Err(e) => util::latency_records(throughput::NAME, 1500, vec![Err(e)], &[]),
     }
 }
 
@@ -64,15 +76,16 @@ fn ping_pong(stack: &Stack, id: SocketId, dur: Duration) -> Result<Vec<f64>, Str
         stack
             .send(id, &ping, Wait::Block(Some(OP_TIMEOUT)))
             .map_err(|f| format!("ENGINE: ping send: {:?}", f.error))?;
-        let pong = stack
-            .recv(id, 1, Wait::Block(Some(OP_TIMEOUT)))
+        let mut pong = [0u8; 1];
+        let got = stack
+            .recv_into(id, &mut pong, Wait::Block(Some(OP_TIMEOUT)))
             .map_err(|e| {
                 format!(
                     "ENGINE: pong recv after {} round trips: {e:?}",
                     samples.len()
                 )
             })?;
-        if pong.len() != 1 {
+        if got != 1 {
             return Err("ENGINE: end of stream instead of pong".into());
         }
         samples.push(t.elapsed().as_secs_f64() * 1e6);

@@ -40,6 +40,16 @@ struct Args {
     /// Run only these groups (comma separated): throughput, latency, connrate, closelat, memory.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Throughput only at these MTUs (comma separated; default 1500, 9000, 65520).
+    #[arg(long, value_delimiter = ',')]
+    mtu: Vec<u32>,
+    /// Throughput and latency only of these implementations (comma separated: lingerstack,
+    /// smoltcp-bare, kernel-veth; default all). For profiling; ratios need all three.
+    #[arg(long = "impl", value_delimiter = ',')]
+    impls: Vec<String>,
+    /// Idle connections in the memory measurement (default: 1000 quick, 10,000 full).
+    #[arg(long)]
+    connections: Option<usize>,
     /// Directory for results.json and results.md.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -47,11 +57,20 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let settings = if args.full {
+    let mut settings = if args.full {
         Settings::full()
     } else {
         Settings::quick()
     };
+    if let Some(n) = args.connections {
+        settings.connections = n;
+    }
+    if !args.impls.is_empty() {
+        settings.impls = args.impls.clone();
+    }
+    if !args.mtu.is_empty() {
+        settings.mtus = args.mtu.clone();
+    }
     for name in &args.only {
         if !GROUPS.contains(&name.as_str()) {
             eprintln!("unknown group {name:?}; known: {}", GROUPS.join(", "));

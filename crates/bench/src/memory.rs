@@ -56,12 +56,46 @@ pub fn run(settings: &Settings) -> Vec<Record> {
                 }
             }
         }
+        let mut bare_rss = Record::new(
+            "memory",
+            crate::baseline_smoltcp::NAME,
+            case,
+            &format!("rss_per_idle_conn@{n}"),
+            "bytes",
+        );
+        let mut bare_conn = Record::new(
+            "memory",
+            crate::baseline_smoltcp::NAME,
+            case,
+            &format!("sequential_connect_time@{n}"),
+            "us/conn",
+        );
+        let (mut br, mut bc) = (Vec::new(), Vec::new());
+        for _ in 0..settings.runs {
+            match util::guarded("bare memory run", || {
+                crate::baseline_smoltcp::idle_connections(n, buf)
+            }) {
+                Ok((r, c)) => {
+                    br.push(r);
+                    bc.push(c);
+                }
+                Err(e) => {
+                    bare_rss.fail(e.clone());
+                    bare_conn.fail(e);
+                }
+            }
+        }
         rec.note = Some(format!(
             "VmRSS growth / N; only touched pages count, so the allocator's state (fresh vs recycled heap) moves it between runs; per run: {}",
             notes.join(" | ")
         ));
         out.push(rec.with_runs(vals));
         out.push(conn.with_runs(secs));
+        for (mut r, v) in [(bare_rss, br), (bare_conn, bc)] {
+            r.mtu = Some(1500);
+            r.buffers = format!("smoltcp socket rx=tx={}", util::human(buf));
+            out.push(r.with_runs(v));
+        }
     }
     out
 }

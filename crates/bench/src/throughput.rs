@@ -26,11 +26,17 @@ const PORT: u16 = 5001;
 /// Every throughput record: lingerstack, bare smoltcp and kernel-veth at every MTU.
 pub fn run(settings: &Settings) -> Vec<Record> {
     let mut out = Vec::new();
-    for mtu in MTUS {
+    for &mtu in &settings.mtus {
         eprintln!("throughput: mtu {mtu}");
-        out.extend(lingerstack(settings, mtu));
-        out.extend(baseline_smoltcp::throughput(settings, mtu));
-        out.extend(baseline_kernel::throughput(settings, mtu));
+        if settings.measures(NAME) {
+            out.extend(lingerstack(settings, mtu));
+        }
+        if settings.measures(baseline_smoltcp::NAME) {
+            out.extend(baseline_smoltcp::throughput(settings, mtu));
+        }
+        if settings.measures(baseline_kernel::NAME) {
+            out.extend(baseline_kernel::throughput(settings, mtu));
+        }
     }
     out
 }
@@ -66,12 +72,23 @@ impl StackNet {
         port: u16,
         kernel_buf: Option<usize>,
     ) -> Result<StackNet, String> {
+        Self::with_options(mtu, rx, tx, port, kernel_buf, DeviceOptions::default())
+    }
+
+    /// As [`StackNet::new`], with device middleware (faults, pcap).
+    pub fn with_options(
+        mtu: u32,
+        rx: usize,
+        tx: usize,
+        port: u16,
+        kernel_buf: Option<usize>,
+        options: DeviceOptions,
+    ) -> Result<StackNet, String> {
         let net = TapNet::with_mtu(mtu).map_err(util::ctx("TapNet"))?;
         let mut config = stack_config(&net);
         config.rx_buffer = rx;
         config.tx_buffer = tx;
-        let stack = start_stack(&net, config, DeviceOptions::default(), None)
-            .map_err(util::ctx("start_stack"))?;
+        let stack = start_stack(&net, config, options, None).map_err(util::ctx("start_stack"))?;
         let addr = SocketAddr::new(net.kernel_v4().into(), port);
         let listener =
             peer::tcp_listener(net.ns(), addr, kernel_buf).map_err(util::ctx("kernel listener"))?;
@@ -212,18 +229,18 @@ fn stack_send_for(stack: &Stack, id: SocketId, dur: Duration) -> Result<(u64, Du
     Ok((bytes, start.elapsed()))
 }
 
-/// Receives into an application buffer until end of stream; bytes and first-byte-to-EOF time.
+/// Receives into an application buffer until end of stream (`Stack::recv_into`: the engine
+/// copies from the socket into `app`); bytes and first-byte-to-EOF time.
 fn stack_recv_all(stack: &Stack, id: SocketId) -> Result<(u64, Duration), String> {
     let mut app = vec![0u8; 4 * CHUNK];
     let mut bytes = 0u64;
     let mut first: Option<Instant> = None;
     loop {
-        match stack.recv(id, app.len(), Wait::Block(Some(OP_TIMEOUT))) {
-            Ok(data) if data.is_empty() => break,
-            Ok(data) => {
+        match stack.recv_into(id, &mut app, Wait::Block(Some(OP_TIMEOUT))) {
+            Ok(0) => break,
+            Ok(n) => {
                 first.get_or_insert_with(Instant::now);
-                app[..data.len()].copy_from_slice(&data);
-                bytes += data.len() as u64;
+                bytes += n as u64;
             }
             Err(e) => {
                 return Err(format!(

@@ -17,7 +17,7 @@ pub const CHUNK: usize = 64 * 1024;
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many runs of how long, and how big the memory test is.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Settings {
     /// "quick" or "full".
     pub mode: &'static str,
@@ -29,6 +29,17 @@ pub struct Settings {
     pub connections: usize,
     /// Closes per mode per run in the close-latency measurement.
     pub closes: usize,
+    /// MTUs of the throughput measurement.
+    pub mtus: Vec<u32>,
+    /// Implementations measured in throughput and latency (empty: all).
+    pub impls: Vec<String>,
+}
+
+impl Settings {
+    /// Whether `implementation` is measured in throughput and latency.
+    pub fn measures(&self, implementation: &str) -> bool {
+        self.impls.is_empty() || self.impls.iter().any(|i| i == implementation)
+    }
 }
 
 impl Settings {
@@ -40,6 +51,8 @@ impl Settings {
             run_secs: 1.0,
             connections: 1000,
             closes: 40,
+            mtus: crate::throughput::MTUS.to_vec(),
+            impls: Vec::new(),
         }
     }
 
@@ -51,6 +64,8 @@ impl Settings {
             run_secs: 3.0,
             connections: 10_000,
             closes: 200,
+            mtus: crate::throughput::MTUS.to_vec(),
+            impls: Vec::new(),
         }
     }
 
@@ -352,6 +367,19 @@ pub fn kernel_echo(mut s: TcpStream) -> io::Result<PeerResult> {
     })
 }
 
+/// Runs `f` and measures the CPU of the whole process meanwhile, in percent of one CPU.
+pub fn cpu_percent<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let (cpu0, t0) = (process_cpu(), Instant::now());
+    let r = f();
+    let wall = t0.elapsed().as_secs_f64();
+    let pct = if wall > 0.0 {
+        process_cpu().saturating_sub(cpu0).as_secs_f64() / wall * 100.0
+    } else {
+        0.0
+    };
+    (r, pct)
+}
+
 /// Bytes per second as gigabits per second.
 pub fn gbit_per_s(bytes: u64, elapsed: Duration) -> f64 {
     if elapsed.is_zero() {
@@ -515,6 +543,7 @@ pub fn latency_records(
     implementation: &str,
     mtu: u32,
     runs: Vec<Result<Vec<f64>, String>>,
+    cpu_pct: &[f64],
 ) -> Vec<Record> {
     let mut p50 = Record::new(
         "latency",
@@ -554,6 +583,11 @@ pub fn latency_records(
     ));
     let mut out = Vec::new();
     for (mut rec, vals) in [(p50, a), (p99, b)] {
+        rec.cpu(
+            "whole process (both ends)",
+            "cpu_percent_of_one_cpu",
+            cpu_pct,
+        );
         rec.mtu = Some(mtu);
         rec.note = note.clone();
         out.push(rec.with_runs(vals));
