@@ -183,12 +183,8 @@ impl Provider {
     pub fn recv(&self, s: usize, buf: &mut [u8]) -> WsaResult<usize> {
         let shared = self.descriptor(s)?;
         shared.lock().reg.reenable(FD_READ);
-        let data = self
-            .live()?
-            .stack
-            .recv(shared.id, buf.len(), wait_of(&shared))?;
-        buf[..data.len()].copy_from_slice(&data);
-        Ok(data.len())
+        // The engine copies straight into `buf`.
+        Ok(self.live()?.stack.recv_into(shared.id, buf, wait_of(&shared))?)
     }
 
     /// Overlapped WSPRecv of up to `max` bytes. Always pending here: the result arrives through
