@@ -43,6 +43,24 @@ impl MemoryLink {
     }
 }
 
+impl MemoryLink {
+    /// A cable from an engine back to itself: every frame it sends, it receives. smoltcp
+    /// answers its own ARP request and accepts frames to its own MAC, so a program can connect
+    /// to the engine's own address with no peer at all (the C ABI's network when no interface
+    /// is named).
+    pub fn looped(mtu: usize) -> MemoryLink {
+        let (tx, rx) = unbounded();
+        let waker = Arc::new(OnceLock::new());
+        MemoryLink {
+            rx,
+            tx,
+            own_waker: waker.clone(),
+            peer_waker: waker,
+            mtu,
+        }
+    }
+}
+
 impl Link for MemoryLink {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         match self.rx.try_recv() {

@@ -1,16 +1,13 @@
 //! WSPStartup's network, from the environment (wsp-abi.md, "Configuration without code"), and
 //! the links it brings up: a TAP device (optionally opened inside a named network namespace), or
-//! with no interface named, [`LoopLink`]: an Ethernet cable from the engine back to itself, so a
+//! with no interface named, [`MemoryLink::looped`]: an Ethernet cable from the engine back to itself, so a
 //! program can connect to its own listener without privileges.
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
 use lingerstack_stack::engine::DeviceOptions;
-use lingerstack_stack::link::{Link, PcapSink};
+use lingerstack_stack::link::{Link, MemoryLink, PcapSink};
 use lingerstack_stack::{Cidr, StackConfig};
 
 use super::raw;
@@ -229,7 +226,7 @@ impl EnvConfig {
     /// Bring the link up: the TAP (inside the namespace, if named), or the loopback cable.
     pub fn link(&self) -> Result<Box<dyn Link>, ConfigError> {
         let Some(iface) = &self.iface else {
-            return Ok(Box::new(LoopLink::new(1500)));
+            return Ok(Box::new(MemoryLink::looped(1500)));
         };
         let open = || lingerstack_tap::TapLink::open(iface);
         let link = match &self.netns {
@@ -275,72 +272,6 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
         return None;
     }
     Some(mac)
-}
-
-/// An Ethernet cable from the engine back to itself: every frame it sends, it receives. smoltcp
-/// answers its own ARP request (the target is its address, the sender its own MAC in its own
-/// network) and then accepts frames addressed to its own MAC, so connections to the engine's own
-/// address work with no peer at all.
-pub struct LoopLink {
-    tx: Sender<Vec<u8>>,
-    rx: Receiver<Vec<u8>>,
-    waker: Option<Arc<mio::Waker>>,
-    mtu: usize,
-}
-
-impl LoopLink {
-    /// A cable with the given IP MTU.
-    pub fn new(mtu: usize) -> LoopLink {
-        let (tx, rx) = unbounded();
-        LoopLink {
-            tx,
-            rx,
-            waker: None,
-            mtu,
-        }
-    }
-}
-
-impl Link for LoopLink {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        match self.rx.try_recv() {
-            Ok(frame) => {
-                let n = frame.len().min(buf.len());
-                buf[..n].copy_from_slice(&frame[..n]);
-                Ok(Some(frame.len()))
-            }
-            Err(_) => Ok(None),
-        }
-    }
-
-    fn send(&mut self, frame: &[u8]) -> io::Result<bool> {
-        // Both ends are held here: the channel cannot be disconnected.
-        let _ = self.tx.send(frame.to_vec());
-        if let Some(w) = &self.waker {
-            // The engine reads its link after every wake-up, so it sees the frame next round.
-            let _ = w.wake();
-        }
-        Ok(true)
-    }
-
-    fn mtu(&self) -> usize {
-        self.mtu
-    }
-
-    fn register(
-        &mut self,
-        _registry: &mio::Registry,
-        _token: mio::Token,
-        waker: &Arc<mio::Waker>,
-    ) -> io::Result<()> {
-        waker.wake()?;
-        self.waker = Some(waker.clone());
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        "loopback (in-process)".into()
-    }
 }
 
 #[cfg(test)]
