@@ -184,7 +184,10 @@ impl Provider {
         let shared = self.descriptor(s)?;
         shared.lock().reg.reenable(FD_READ);
         // The engine copies straight into `buf`.
-        Ok(self.live()?.stack.recv_into(shared.id, buf, wait_of(&shared))?)
+        Ok(self
+            .live()?
+            .stack
+            .recv_into(shared.id, buf, wait_of(&shared))?)
     }
 
     /// Overlapped WSPRecv of up to `max` bytes. Always pending here: the result arrives through
