@@ -197,7 +197,7 @@ impl Provider {
         shared.lock().reg.reenable(FD_READ);
         let inner = self.live()?;
         let id = shared.id;
-        let tag = self.park(shared, overlapped.clone());
+        let tag = self.park(shared, overlapped.clone())?;
         inner.stack.submit(
             Request::Recv(id, max, Wait::Overlapped),
             Responder::new(inner.completions.clone(), tag),
@@ -210,7 +210,7 @@ impl Provider {
         let shared = self.descriptor(s)?;
         let inner = self.live()?;
         let id = shared.id;
-        let tag = self.park(shared, overlapped.clone());
+        let tag = self.park(shared, overlapped.clone())?;
         inner.stack.submit(
             Request::Send(id, data.to_vec(), Wait::Overlapped),
             Responder::new(inner.completions.clone(), tag),

@@ -205,6 +205,13 @@ impl Provider {
             None => NEXT_HANDLE.fetch_add(4, Ordering::Relaxed) + 4,
         };
         let mut table = lock(&inner.table);
+        // A cleanup that began meanwhile has emptied (or is about to empty) the table: it must
+        // not gain a descriptor that nobody would release.
+        if !inner.running.load(Ordering::SeqCst) {
+            drop(table);
+            self.release_handle(handle);
+            return Err(WsaError::NOTINITIALISED);
+        }
         table.by_handle.insert(handle, shared.clone());
         table.by_id.insert(shared.id, shared.clone());
         Ok(handle)
@@ -245,10 +252,15 @@ impl Provider {
     }
 
     /// Park an overlapped operation; returns the tag its completion will carry.
-    pub(crate) fn park(&self, socket: Arc<Shared>, overlapped: Overlapped) -> u64 {
+    pub(crate) fn park(&self, socket: Arc<Shared>, overlapped: Overlapped) -> WsaResult<u64> {
         let tag = self.inner.next_tag.fetch_add(1, Ordering::Relaxed);
-        lock(&self.inner.ops).insert(tag, PendingOp { socket, overlapped });
-        tag
+        let mut ops = lock(&self.inner.ops);
+        // Checked under the lock cleanup clears the operations with: none can slip in after.
+        if !self.inner.running.load(Ordering::SeqCst) {
+            return Err(WsaError::NOTINITIALISED);
+        }
+        ops.insert(tag, PendingOp { socket, overlapped });
+        Ok(tag)
     }
 
     /// How many descriptors are open (C25 leak checks).
