@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use lingerstack_stack::CloseMode;
-use lingerstack_testkit::{Capture, Dir};
+use lingerstack_testkit::{Capture, Dir, Trace};
 
 use crate::throughput::{self, StackNet};
 use crate::util::{self, Record, Settings};
@@ -173,39 +173,60 @@ fn linger_timeout(settings: &Settings) -> Vec<Record> {
         .collect()
 }
 
+/// One measured run's surroundings: a kernel acceptor that keeps every connection open (so
+/// the stack's close is what the wire shows) and a capture on the kernel side of the TAP.
+struct Observed {
+    stop: Arc<AtomicBool>,
+    acceptor: std::thread::JoinHandle<Vec<TcpStream>>,
+    capture: Capture,
+}
+
+impl Observed {
+    fn start(sn: &StackNet, capture_name: &str) -> Result<Observed, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let (l, stop) = (sn.listener.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut kept: Vec<TcpStream> = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(s) = util::accept_timeout(&l, Duration::from_millis(50)) {
+                        kept.push(s);
+                    }
+                }
+                kept
+            })
+        };
+        match Capture::start(sn.net.ns(), sn.net.tap_name(), capture_name) {
+            Ok(capture) => Ok(Observed {
+                stop,
+                acceptor,
+                capture,
+            }),
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                let _ = acceptor.join();
+                Err(util::ctx("capture")(e))
+            }
+        }
+    }
+
+    /// Let the last segments arrive, stop the capture, release the kernel's connections.
+    fn finish(self) -> Trace {
+        std::thread::sleep(Duration::from_millis(100));
+        let trace = self.capture.stop();
+        self.stop.store(true, Ordering::SeqCst);
+        drop(self.acceptor.join());
+        trace
+    }
+}
+
 fn linger_run(
     sn: &StackNet,
     blackhole: &AtomicBool,
     run: usize,
     n: usize,
 ) -> Result<(Vec<f64>, usize), String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let acceptor = {
-        let (l, stop) = (sn.listener.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut kept: Vec<TcpStream> = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                if let Ok(s) = util::accept_timeout(&l, Duration::from_millis(50)) {
-                    kept.push(s);
-                }
-            }
-            kept
-        })
-    };
-    let cap = Capture::start(
-        sn.net.ns(),
-        sn.net.tap_name(),
-        &format!("bench-linger-{run}"),
-    )
-    .map_err(util::ctx("capture"));
-    let cap = match cap {
-        Ok(c) => c,
-        Err(e) => {
-            stop.store(true, Ordering::SeqCst);
-            let _ = acceptor.join();
-            return Err(e);
-        }
-    };
+    let observed = Observed::start(sn, &format!("bench-linger-{run}"))?;
     let mut closes = Vec::new();
     let mut err = None;
     for _ in 0..n {
@@ -246,10 +267,7 @@ fn linger_run(
             }
         }
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let trace = cap.stop();
-    stop.store(true, Ordering::SeqCst);
-    drop(acceptor.join());
+    let trace = observed.finish();
     if let Some(e) = err {
         return Err(e);
     }
@@ -281,33 +299,7 @@ fn one_run(
     run: usize,
     n: usize,
 ) -> Result<(Vec<f64>, usize), String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let acceptor = {
-        let (l, stop) = (sn.listener.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut kept: Vec<TcpStream> = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                if let Ok(s) = util::accept_timeout(&l, Duration::from_millis(50)) {
-                    kept.push(s);
-                }
-            }
-            kept
-        })
-    };
-    let cap = Capture::start(
-        sn.net.ns(),
-        sn.net.tap_name(),
-        &format!("bench-closelat-{name}-{run}"),
-    )
-    .map_err(util::ctx("capture"));
-    let cap = match cap {
-        Ok(c) => c,
-        Err(e) => {
-            stop.store(true, Ordering::SeqCst);
-            let _ = acceptor.join();
-            return Err(e);
-        }
-    };
+    let observed = Observed::start(sn, &format!("bench-closelat-{name}-{run}"))?;
     let mut closes = Vec::new();
     let mut err = None;
     for _ in 0..n {
@@ -332,10 +324,7 @@ fn one_run(
         }
         closes.push((port, t));
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let trace = cap.stop();
-    stop.store(true, Ordering::SeqCst);
-    drop(acceptor.join());
+    let trace = observed.finish();
     if let Some(e) = err {
         return Err(e);
     }
