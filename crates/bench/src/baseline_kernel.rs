@@ -99,37 +99,13 @@ pub fn throughput(settings: &Settings, mtu: u32) -> Vec<Record> {
     let pair = match VethPair::new(mtu) {
         Ok(p) => p,
         Err(e) => {
-            return Dir::BOTH
-                .iter()
-                .map(|d| {
-                    util::bulk_record(
-                        NAME,
-                        *d,
-                        mtu,
-                        buffers(),
-                        "local thread",
-                        vec![Err(e.clone())],
-                    )
-                })
-                .collect();
+            return util::failed_bulk(NAME, mtu, buffers(), "local thread", &e);
         }
     };
     let listener = match pair.listen(5001) {
         Ok(l) => Arc::new(l),
         Err(e) => {
-            return Dir::BOTH
-                .iter()
-                .map(|d| {
-                    util::bulk_record(
-                        NAME,
-                        *d,
-                        mtu,
-                        buffers(),
-                        "local thread",
-                        vec![Err(e.clone())],
-                    )
-                })
-                .collect();
+            return util::failed_bulk(NAME, mtu, buffers(), "local thread", &e);
         }
     };
     let mut out = Vec::new();

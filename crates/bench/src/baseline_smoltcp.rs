@@ -295,19 +295,7 @@ pub fn throughput(settings: &Settings, mtu: u32) -> Vec<Record> {
     let (mut bare, addr, listener) = match setup {
         Ok(x) => x,
         Err(e) => {
-            return Dir::BOTH
-                .iter()
-                .map(|d| {
-                    util::bulk_record(
-                        NAME,
-                        *d,
-                        mtu,
-                        buffers.clone(),
-                        "bare loop process",
-                        vec![Err(e.clone())],
-                    )
-                })
-                .collect();
+            return util::failed_bulk(NAME, mtu, buffers.clone(), "bare loop process", &e);
         }
     };
     let mut out = Vec::new();

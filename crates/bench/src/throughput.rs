@@ -128,19 +128,7 @@ fn lingerstack(settings: &Settings, mtu: u32) -> Vec<Record> {
     }) {
         Ok(sn) => sn,
         Err(e) => {
-            return Dir::BOTH
-                .iter()
-                .map(|d| {
-                    util::bulk_record(
-                        NAME,
-                        *d,
-                        mtu,
-                        buffers(),
-                        "stack process",
-                        vec![Err(e.clone())],
-                    )
-                })
-                .collect();
+            return util::failed_bulk(NAME, mtu, buffers(), "stack process", &e);
         }
     };
     let mut out = Vec::new();

@@ -491,6 +491,29 @@ pub struct BulkSample {
     pub peer_cpu: Duration,
 }
 
+/// A set-up that failed: one failed record per direction, so the table still says why.
+pub fn failed_bulk(
+    implementation: &str,
+    mtu: u32,
+    buffers: String,
+    local_who: &str,
+    error: &str,
+) -> Vec<Record> {
+    Dir::BOTH
+        .iter()
+        .map(|d| {
+            bulk_record(
+                implementation,
+                *d,
+                mtu,
+                buffers.clone(),
+                local_who,
+                vec![Err(error.to_string())],
+            )
+        })
+        .collect()
+}
+
 /// Turns bulk samples (and failures) into a throughput record.
 pub fn bulk_record(
     implementation: &str,
