@@ -854,44 +854,65 @@ fn check_log_level(origin: &str, v: String) -> Result<String, ConfigError> {
     }
 }
 
-/// Parse `a.b.c.d/n`.
-pub fn parse_cidr_v4(origin: &str, v: &str) -> Result<Cidr<Ipv4Addr>, ConfigError> {
+/// What tells the two address families apart when parsing `ADDRESS/PREFIX`.
+struct Family<A> {
+    example: &'static str,
+    not_an_address: &'static str,
+    max_prefix: u8,
+    usable: fn(&A) -> bool,
+}
+
+const V4: Family<Ipv4Addr> = Family {
+    example: "expected ADDRESS/PREFIX, e.g. 10.0.0.2/24",
+    not_an_address: "not an IPv4 address",
+    max_prefix: 32,
+    usable: |a| !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback()),
+};
+
+const V6: Family<Ipv6Addr> = Family {
+    example: "expected ADDRESS/PREFIX, e.g. fd00::2/64",
+    not_an_address: "not an IPv6 address",
+    max_prefix: 128,
+    usable: |a| !(a.is_unspecified() || a.is_multicast() || a.is_loopback()),
+};
+
+fn parse_cidr<A: FromStr>(
+    family: &Family<A>,
+    origin: &str,
+    v: &str,
+) -> Result<Cidr<A>, ConfigError> {
     let (a, p) = v
         .trim()
         .split_once('/')
-        .ok_or_else(|| bad(origin, v, "expected ADDRESS/PREFIX, e.g. 10.0.0.2/24"))?;
-    let addr: Ipv4Addr = a
+        .ok_or_else(|| bad(origin, v, family.example))?;
+    let addr: A = a
         .parse()
-        .map_err(|_| bad(origin, v, "not an IPv4 address"))?;
+        .map_err(|_| bad(origin, v, family.not_an_address))?;
     let prefix: u8 = p
         .parse()
         .ok()
-        .filter(|p| (1..=32).contains(p))
-        .ok_or_else(|| bad(origin, v, "the prefix length must be 1 to 32"))?;
-    if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() || addr.is_loopback() {
+        .filter(|p| (1..=family.max_prefix).contains(p))
+        .ok_or_else(|| {
+            bad(
+                origin,
+                v,
+                format!("the prefix length must be 1 to {}", family.max_prefix),
+            )
+        })?;
+    if !(family.usable)(&addr) {
         return Err(bad(origin, v, "not a usable unicast address"));
     }
     Ok(Cidr { addr, prefix })
 }
 
+/// Parse `a.b.c.d/n`.
+pub fn parse_cidr_v4(origin: &str, v: &str) -> Result<Cidr<Ipv4Addr>, ConfigError> {
+    parse_cidr(&V4, origin, v)
+}
+
 /// Parse `addr/n` for IPv6.
 pub fn parse_cidr_v6(origin: &str, v: &str) -> Result<Cidr<Ipv6Addr>, ConfigError> {
-    let (a, p) = v
-        .trim()
-        .split_once('/')
-        .ok_or_else(|| bad(origin, v, "expected ADDRESS/PREFIX, e.g. fd00::2/64"))?;
-    let addr: Ipv6Addr = a
-        .parse()
-        .map_err(|_| bad(origin, v, "not an IPv6 address"))?;
-    let prefix: u8 = p
-        .parse()
-        .ok()
-        .filter(|p| (1..=128).contains(p))
-        .ok_or_else(|| bad(origin, v, "the prefix length must be 1 to 128"))?;
-    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-        return Err(bad(origin, v, "not a usable unicast address"));
-    }
-    Ok(Cidr { addr, prefix })
+    parse_cidr(&V6, origin, v)
 }
 
 fn same_subnet_v4(net: Cidr<Ipv4Addr>, ip: Ipv4Addr) -> bool {
