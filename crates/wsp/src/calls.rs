@@ -101,36 +101,26 @@ impl Provider {
             }
         }
         // O04: an accepted socket has its listener's properties, its linger setting included.
-        let shared = {
+        let (shared, target, mask) = {
             let l = listener.lock();
             let shared = Arc::new(Shared::new(id, listener.family, l.options));
-            let mut st = shared.lock();
-            st.linger = l.linger;
-            st.nonblocking = l.nonblocking;
-            st.keep_alive = l.keep_alive;
-            let (target, mask) = (l.reg.target.clone(), l.reg.mask);
-            drop(st);
-            (shared, target, mask)
+            {
+                let mut st = shared.lock();
+                st.linger = l.linger;
+                st.nonblocking = l.nonblocking;
+                st.keep_alive = l.keep_alive;
+            }
+            (shared, l.reg.target.clone(), l.reg.mask)
         };
-        let (shared, target, mask) = shared;
         let handle = self.add_descriptor(&shared).inspect_err(|_| {
             let _ = stack.close(id, CloseMode::Abort);
         })?;
-        // The engine reported the new socket's first readiness before it had a descriptor:
-        // ask for it again so select and events see it.
-        let _ = stack.watch(id, true);
         if mask != 0 {
-            let ready = shared.lock().ready;
-            let mut actions = Vec::new();
-            {
-                let mut st = shared.lock();
-                st.reg.set(handle, target, mask);
-                st.reg.update(&ready, &mut actions);
-            }
-            for a in actions {
-                run_callback(|| a.run());
-            }
+            shared.lock().reg.set(handle, target, mask);
         }
+        // The engine reported the new socket's first readiness before it had a descriptor:
+        // ask for it again, so select and the inherited registration see it.
+        let _ = stack.watch(id, true);
         Ok((handle, peer))
     }
 
