@@ -29,8 +29,12 @@ pub struct StackConfig {
     pub rx_buffer: usize,
     /// Default send buffer of new TCP sockets, bytes.
     pub tx_buffer: usize,
-    /// Largest listen backlog (a listener of backlog N holds N smoltcp sockets).
+    /// Largest listen backlog: connections a listener holds ready to be accepted. A SYN that
+    /// finds the backlog full is dropped (the client retransmits), not reset.
     pub max_backlog: usize,
+    /// Most half-open connections (SYN received, SYN-ACK sent, no ACK yet) per listener; a new
+    /// SYN beyond it evicts the oldest, so a SYN flood cannot lock real clients out.
+    pub max_half_open: usize,
     /// Close deadline of a graceful background close (close-semantics C24).
     pub close_deadline: Duration,
     /// How long an aborted socket may keep retrying its RST before it is freed
@@ -64,6 +68,9 @@ impl StackConfig {
         if self.max_backlog == 0 {
             return Err("max_backlog must be at least 1".into());
         }
+        if self.max_half_open == 0 {
+            return Err("max_half_open must be at least 1".into());
+        }
         Ok(())
     }
 }
@@ -79,6 +86,7 @@ impl Default for StackConfig {
             rx_buffer: 256 * 1024,
             tx_buffer: 256 * 1024,
             max_backlog: 128,
+            max_half_open: 256,
             close_deadline: Duration::from_secs(60),
             rst_retry: Duration::from_secs(3),
             max_time_wait: 256,

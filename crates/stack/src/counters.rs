@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::link::GuardCounters;
+
 /// Frame, byte, drop and socket counters of one engine.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -31,4 +33,6 @@ pub struct Counters {
     pub sockets_by_state: BTreeMap<&'static str, usize>,
     /// Descriptors (socket ids) the engine currently holds for applications.
     pub open_ids: usize,
+    /// What the segment guard did (RFC 5961 challenges, held and dropped SYNs, evictions).
+    pub guard: GuardCounters,
 }

@@ -2,7 +2,7 @@
 //! smoltcp socket lives on here until the FIN handshake is done or its RST has been sent, under
 //! one close deadline (close-semantics C24); finished ones wait out TIME-WAIT under a cap.
 
-use smoltcp::iface::SocketHandle;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use super::entry::{self, Entry, Kind};
 use super::{Engine, Life, Op, Waiter, endpoint_addr};
 use crate::command::{CloseMode, CloseOutcome, CloseReason, Done, Responder, SocketId, SocketInfo};
 use crate::error::StackError;
+use crate::link::Tuple;
 
 /// A socket whose id was closed and which smoltcp still holds.
 pub(crate) struct Closing {
@@ -84,6 +85,7 @@ impl Engine {
 
     /// Close a listener: idle slots go at once, connections not yet accepted are reset (C15).
     fn close_listener(&mut self, id: SocketId, slots: &[SocketHandle], now: Instant) {
+        self.listeners_dirty = true;
         for &handle in slots {
             let socket = self.socket(handle);
             if socket.state() == State::Listen
@@ -286,6 +288,51 @@ impl Engine {
             let c = self.time_wait.pop_front().expect("front exists");
             self.free_closing(c);
         }
+    }
+
+    /// A new SYN above the old connection's sequence numbers arrived for `tuple` (the guard
+    /// holds it): end that connection's TIME-WAIT so a listener can take the SYN (RFC 6191).
+    /// A connection an application still holds is left alone; a tuple with no socket at all
+    /// is forgotten by the guard.
+    pub(super) fn retire_time_wait(&mut self, tuple: &Tuple) {
+        let matches = |sockets: &SocketSet<'static>, c: &Closing| {
+            let s = sockets.get::<tcp::Socket>(c.handle);
+            s.local_endpoint() == Some(tuple.local) && s.remote_endpoint() == Some(tuple.remote)
+        };
+        let sockets = &self.sockets;
+        let queued = self.time_wait.iter().position(|c| matches(sockets, c));
+        let closing = self.closing.iter().position(|c| {
+            matches(sockets, c) && sockets.get::<tcp::Socket>(c.handle).state() == State::TimeWait
+        });
+        let c = match (queued, closing) {
+            (Some(i), _) => self.time_wait.remove(i),
+            (None, Some(i)) => Some(self.closing.swap_remove(i)),
+            (None, None) => None,
+        };
+        match c {
+            Some(c) => {
+                log::debug!(
+                    "{:?}: TIME-WAIT ended by a new SYN from {}",
+                    c.id,
+                    tuple.remote
+                );
+                self.device.guard_mut().note_reused();
+                self.free_closing(c);
+            }
+            None if !self.holds_tuple(tuple) => self.device.guard_mut().forget(tuple),
+            None => {}
+        }
+    }
+
+    /// Does an application still hold a connection on `tuple`?
+    fn holds_tuple(&self, tuple: &Tuple) -> bool {
+        self.entries.values().any(|e| match e.kind {
+            Kind::Conn(h) => {
+                let s = self.sockets.get::<tcp::Socket>(h);
+                s.local_endpoint() == Some(tuple.local) && s.remote_endpoint() == Some(tuple.remote)
+            }
+            _ => false,
+        })
     }
 
     fn free_closing(&mut self, c: Closing) {

@@ -1,16 +1,23 @@
 //! What the engine knows of each socket id, beyond smoltcp's own state.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
+use smoltcp::time::Instant;
 
 use crate::command::{CloseReason, Readiness, TcpOptions};
 use crate::error::StackError;
 
-/// A listening socket: `slots` smoltcp sockets on one port, refilled as connections are taken.
+/// A listening socket: smoltcp sockets on one port, idle, half-open or ready to be accepted
+/// (see `listen.rs`).
 pub(crate) struct Listener {
     pub(crate) slots: Vec<SocketHandle>,
+    /// Most connections waiting to be accepted.
+    pub(crate) backlog: usize,
+    /// When each half-open slot was first seen half-open: the oldest is evicted first.
+    pub(crate) half_open_since: HashMap<SocketHandle, Instant>,
 }
 
 /// The smoltcp side of a socket id.

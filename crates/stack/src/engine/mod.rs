@@ -6,6 +6,7 @@
 mod buffers;
 mod close;
 mod entry;
+mod listen;
 mod ops;
 mod ports;
 
@@ -25,7 +26,7 @@ use crate::command::{
 use crate::config::StackConfig;
 use crate::counters::Counters;
 use crate::error::StackError;
-use crate::link::{FaultConfig, Link, LinkDevice, PcapSink};
+use crate::link::{FaultConfig, Link, LinkDevice, PcapSink, Tuple};
 use buffers::BufferPool;
 use close::Closing;
 use entry::{Entry, Kind};
@@ -119,6 +120,10 @@ pub struct Engine {
     stats: Counters,
     /// Socket buffers, reused across sockets. Dropped after `sockets` (see `Drop`).
     buffers: BufferPool,
+    /// A listener changed (listen, accept, close): tend listeners after the next poll.
+    listeners_dirty: bool,
+    /// When listeners are next tended even if nothing happened.
+    next_tend: Instant,
 }
 
 impl Drop for Engine {
@@ -192,6 +197,8 @@ impl Engine {
             life: Life::Running,
             stats: Counters::default(),
             buffers: BufferPool::default(),
+            listeners_dirty: false,
+            next_tend: now,
         })
     }
 
@@ -229,8 +236,7 @@ impl Engine {
 
     /// Frames received and sent so far (the runner's measure of activity).
     pub(crate) fn frames(&self) -> u64 {
-        let c = self.device.counters();
-        c.rx_frames + c.tx_frames
+        self.device.frames()
     }
 
     /// Reopen the pcap file, if one is being written.
@@ -377,6 +383,7 @@ impl Engine {
     fn settle(&mut self, now: Instant) -> bool {
         let mut again = self.track_connections(now);
         again |= self.settle_closing(now);
+        again |= self.settle_guard(now);
         again |= self.settle_waiters(now);
         again |= self.settle_stop(now);
         again
@@ -426,8 +433,13 @@ impl Engine {
         handle
     }
 
-    /// Remove a socket from the set (sending nothing) and take its buffers back.
+    /// Remove a socket from the set (sending nothing) and take its buffers back; the guard
+    /// forgets its connection.
     fn remove_socket(&mut self, handle: SocketHandle) {
+        let socket = self.sockets.get::<tcp::Socket>(handle);
+        if let (Some(local), Some(remote)) = (socket.local_endpoint(), socket.remote_endpoint()) {
+            self.device.guard_mut().forget(&Tuple { local, remote });
+        }
         self.sockets.remove(handle);
         self.buffers.give_back(handle);
     }
@@ -599,7 +611,7 @@ impl Engine {
 
     /// Counters: the device's, the engine's and the socket census.
     pub fn counters(&self) -> Counters {
-        let mut c = self.device.counters().clone();
+        let mut c = self.device.counters();
         c.resets_sent = self.stats.resets_sent;
         c.resets_received = self.stats.resets_received;
         c.graceful_closes = self.stats.graceful_closes;

@@ -1,5 +1,5 @@
-//! The socket calls: bind, listen, accept, connect, send, recv, shutdown, and the per-poll
-//! tracking of connections the application still holds.
+//! The socket calls: bind, connect, send, recv, shutdown, and the per-poll tracking of
+//! connections the application still holds (listening is in `listen.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -8,7 +8,7 @@ use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration as SmolDuration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
-use super::entry::{self, Entry, Kind, Listener};
+use super::entry::{self, Entry, Kind};
 use super::{Engine, endpoint_addr};
 use crate::command::{CloseReason, Done, Failure, Lent, Shutdown, SocketId, TcpOptions};
 use crate::config::StackConfig;
@@ -56,84 +56,6 @@ impl Engine {
         entry.local = Some(SocketAddr::new(addr.ip(), port));
         entry.bound_port = Some(port);
         Ok(())
-    }
-
-    pub(super) fn listen(&mut self, id: SocketId, backlog: usize) -> Result<(), StackError> {
-        let max = self.config.max_backlog;
-        let entry = self.entry(id)?;
-        match entry.kind {
-            Kind::Listener(_) => return Ok(()),
-            Kind::Conn(_) => return Err(StackError::IsConnected),
-            Kind::Fresh => {}
-        }
-        let local = entry.local.ok_or(StackError::InvalidInput)?;
-        let options = entry.options;
-        let slots = backlog.clamp(1, max);
-        let endpoint = listen_endpoint(local);
-        let mut listener = Listener {
-            slots: Vec::with_capacity(slots),
-        };
-        for _ in 0..slots {
-            let h = self.new_socket(&options);
-            self.socket(h)
-                .listen(endpoint)
-                .map_err(|_| StackError::InvalidInput)?;
-            listener.slots.push(h);
-        }
-        log::debug!("{id:?} listening on {local} with {slots} slots");
-        self.entry(id)?.kind = Kind::Listener(listener);
-        Ok(())
-    }
-
-    pub(super) fn try_accept(&mut self, id: SocketId) -> Result<Option<Done>, Failure> {
-        let entry = self.entries.get(&id).ok_or(StackError::NotSocket)?;
-        let Kind::Listener(listener) = &entry.kind else {
-            return Err(StackError::InvalidInput.into());
-        };
-        let (options, local) = (entry.options, entry.local);
-        let slots = listener.slots.clone();
-        for (index, handle) in slots.into_iter().enumerate() {
-            let state = self.socket(handle).state();
-            if state == State::Closed {
-                // Reset before it was accepted: put the slot back to listening.
-                let endpoint = listen_endpoint(local.expect("listener is bound"));
-                let _ = self.socket(handle).listen(endpoint);
-                continue;
-            }
-            if !entry::synchronized(state) {
-                continue;
-            }
-            let fresh = self.new_socket(&options);
-            let endpoint = listen_endpoint(local.expect("listener is bound"));
-            self.socket(fresh)
-                .listen(endpoint)
-                .map_err(|_| StackError::InvalidInput)?;
-            if let Some(Entry {
-                kind: Kind::Listener(l),
-                ..
-            }) = self.entries.get_mut(&id)
-            {
-                l.slots[index] = fresh;
-            }
-            let socket = self.socket(handle);
-            let peer = socket
-                .remote_endpoint()
-                .map(endpoint_addr)
-                .ok_or(StackError::ConnReset)?;
-            let local = socket.local_endpoint().map(endpoint_addr);
-            let new_id = self.open();
-            let conn = self.entry(new_id)?;
-            conn.options = options;
-            conn.kind = Kind::Conn(handle);
-            conn.local = local;
-            conn.last_state = state;
-            if let Some(l) = local {
-                self.ports.hold(l.port());
-            }
-            log::debug!("{id:?} accepted {new_id:?} from {peer}");
-            return Ok(Some(Done::Accepted(new_id, peer)));
-        }
-        Ok(None)
     }
 
     /// Start a connection (the waitable part is [`Engine::try_connected`]).
@@ -415,14 +337,5 @@ fn liveness_timeout(
         _ => own.or(options
             .keep_alive
             .map(|k| SmolDuration::from(k + config.peer_timeout))),
-    }
-}
-
-/// The smoltcp listen endpoint of a bound address (any address when unspecified).
-fn listen_endpoint(local: SocketAddr) -> IpListenEndpoint {
-    let addr = (!local.ip().is_unspecified()).then(|| IpAddress::from(local.ip()));
-    IpListenEndpoint {
-        addr,
-        port: local.port(),
     }
 }

@@ -1,5 +1,10 @@
 //! The one smoltcp device of the engine: a [`Link`] plus reusable buffers, counters and the
-//! optional pcap and fault middleware.
+//! middleware: pcap, faults, and the segment guard.
+//!
+//! Inbound, a frame is written to the pcap, then meets the faults (which may drop or hold it),
+//! then the guard (which may drop, hold or rewrite it) just before smoltcp takes it, so the
+//! guard judges each segment against the connection state of the moment it is delivered.
+//! Outbound, the guard learns from each frame smoltcp sends before the faults may drop it.
 
 use std::io;
 
@@ -8,6 +13,7 @@ use smoltcp::time::Instant;
 
 use super::Link;
 use super::fault::{FaultConfig, Faults, Verdict};
+use super::guard::{GuardVerdict, SegmentGuard};
 use super::pcap::PcapSink;
 use crate::counters::Counters;
 
@@ -21,6 +27,7 @@ struct TxSide {
     buf: Vec<u8>,
     pcap: Option<PcapSink>,
     faults: Option<Faults>,
+    guard: SegmentGuard,
     counters: Counters,
     failure: Option<io::Error>,
 }
@@ -31,6 +38,7 @@ impl TxSide {
         if let Some(pcap) = self.pcap.as_mut() {
             pcap.write(frame);
         }
+        self.guard.outbound(frame);
         if self.faults.as_mut().is_some_and(|f| f.drop_outbound()) {
             self.counters.tx_dropped_fault += 1;
             return;
@@ -79,6 +87,7 @@ impl LinkDevice {
                 buf: vec![0; frame],
                 pcap,
                 faults,
+                guard: SegmentGuard::default(),
                 counters: Counters::default(),
                 failure: None,
             },
@@ -96,9 +105,21 @@ impl LinkDevice {
         self.tx.link.as_mut()
     }
 
-    /// Frame and drop counters so far.
-    pub fn counters(&self) -> &Counters {
-        &self.tx.counters
+    /// Frame and drop counters so far (the guard's included).
+    pub fn counters(&self) -> Counters {
+        let mut c = self.tx.counters.clone();
+        c.guard = self.tx.guard.counters().clone();
+        c
+    }
+
+    /// Frames received and sent so far.
+    pub fn frames(&self) -> u64 {
+        self.tx.counters.rx_frames + self.tx.counters.tx_frames
+    }
+
+    /// The segment guard, for the engine to tell it what it did between polls.
+    pub(crate) fn guard_mut(&mut self) -> &mut SegmentGuard {
+        &mut self.tx.guard
     }
 
     /// The first error the link reported, if it failed.
@@ -126,10 +147,18 @@ impl LinkDevice {
     /// Fill `rx_buf` with the next frame to deliver; false when there is none.
     fn next_frame(&mut self, now: Instant) -> bool {
         loop {
+            // Frames the guard held for the engine come back first, then delayed ones.
+            if let Some(frame) = self.tx.guard.next_released() {
+                if self.load(&frame) && self.guard(true, now) {
+                    return true;
+                }
+                continue;
+            }
             if let Some(frame) = self.tx.faults.as_mut().and_then(|f| f.release(now)) {
-                self.rx_len = frame.len().min(self.rx_buf.len());
-                self.rx_buf[..self.rx_len].copy_from_slice(&frame[..self.rx_len]);
-                return true;
+                if self.load(&frame) && self.guard(false, now) {
+                    return true;
+                }
+                continue;
             }
             if self.tx.failure.is_some() {
                 return false;
@@ -159,11 +188,35 @@ impl LinkDevice {
             match verdict {
                 Verdict::Pass => {
                     self.rx_len = n;
-                    return true;
+                    if self.guard(false, now) {
+                        return true;
+                    }
                 }
                 Verdict::Drop => self.tx.counters.rx_dropped_fault += 1,
                 Verdict::Held => {}
             }
+        }
+    }
+
+    /// Copy a frame that was kept aside into the receive buffer.
+    fn load(&mut self, frame: &[u8]) -> bool {
+        if frame.len() > self.rx_buf.len() {
+            return false;
+        }
+        self.rx_len = frame.len();
+        self.rx_buf[..self.rx_len].copy_from_slice(frame);
+        true
+    }
+
+    /// Run the guard on the frame in the receive buffer: true when it is to be delivered.
+    fn guard(&mut self, again: bool, now: Instant) -> bool {
+        let frame = &mut self.rx_buf[..self.rx_len];
+        match self.tx.guard.inbound(frame, again, now) {
+            GuardVerdict::Pass(len) => {
+                self.rx_len = len;
+                true
+            }
+            GuardVerdict::Drop | GuardVerdict::Hold => false,
         }
     }
 }

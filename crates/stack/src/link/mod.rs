@@ -45,10 +45,12 @@ pub trait Link: Send + 'static {
 
 pub mod device;
 pub mod fault;
+pub mod guard;
 pub mod memory;
 pub mod pcap;
 
 pub use device::LinkDevice;
 pub use fault::FaultConfig;
+pub use guard::{GuardCounters, Tuple};
 pub use memory::MemoryLink;
 pub use pcap::PcapSink;
