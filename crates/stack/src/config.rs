@@ -86,7 +86,7 @@ impl Default for StackConfig {
             rx_buffer: 256 * 1024,
             tx_buffer: 256 * 1024,
             max_backlog: 128,
-            max_half_open: 256,
+            max_half_open: 1024,
             close_deadline: Duration::from_secs(60),
             rst_retry: Duration::from_secs(3),
             max_time_wait: 256,

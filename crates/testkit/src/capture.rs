@@ -25,11 +25,11 @@ const POLL_MS: libc::c_int = 20;
 
 /// One captured frame.
 #[derive(Clone, Debug)]
-struct RawFrame {
-    time: SystemTime,
-    dir: Dir,
+pub(crate) struct RawFrame {
+    pub(crate) time: SystemTime,
+    pub(crate) dir: Dir,
     orig_len: u32,
-    data: Vec<u8>,
+    pub(crate) data: Vec<u8>,
 }
 
 /// A running capture of one interface in a namespace; [`Capture::stop`] yields a [`Trace`].
@@ -128,7 +128,7 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -156,7 +156,7 @@ fn setsockopt_int(
 }
 
 /// Opens an AF_PACKET socket bound to `ifname` (in the calling thread's namespace).
-fn open_socket(ifname: &str) -> io::Result<OwnedFd> {
+pub(crate) fn open_socket(ifname: &str) -> io::Result<OwnedFd> {
     let c_name =
         CString::new(ifname).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // SAFETY: `c_name` is a valid NUL-terminated string.
@@ -221,7 +221,7 @@ fn read_loop(fd: RawFd, stop: &AtomicBool) -> io::Result<Vec<RawFrame>> {
 }
 
 /// Receives one frame without blocking; `None` when the queue is empty.
-fn recv_frame(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<RawFrame>> {
+pub(crate) fn recv_frame(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<RawFrame>> {
     // SAFETY: sockaddr_ll and msghdr are plain old data; all-zero is valid.
     let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
     let mut control = [0u64; 16];

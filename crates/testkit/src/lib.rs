@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod inject;
 pub mod netns;
 pub mod peer;
 pub mod tapnet;
@@ -15,6 +16,7 @@ pub mod tapstack;
 pub mod trace;
 
 pub use capture::Capture;
+pub use inject::Injector;
 pub use netns::Netns;
 pub use tapnet::TapNet;
 pub use tapstack::{stack_config, start_stack};

@@ -32,7 +32,7 @@ use smoltcp::wire::{
 const PROBE_BEHIND: u32 = 1 << 20;
 /// Most frames held for the engine at once; beyond that a held SYN is dropped (the client
 /// retransmits it).
-const MAX_HELD: usize = 256;
+const MAX_HELD: usize = 1024;
 /// Most connection records; beyond that new connections go unguarded (and are counted).
 const MAX_TRACKS: usize = 1 << 16;
 /// Most remembered SYN options waiting for the stack's SYN-ACK.
