@@ -59,30 +59,54 @@ fn stuck_conn(env: &TapEnv, port: u16) -> (Conn, Vec<u8>) {
 // C03
 // ---------------------------------------------------------------------------------------
 
+/// The kernel reads `k` slowly, `chunk` bytes at a time with `pause` in between, until end
+/// of stream or an error; returns what it read and the error.
+fn kernel_read_paced(
+    k: &mut std::net::TcpStream,
+    chunk: usize,
+    pause: Duration,
+) -> (Vec<u8>, Option<std::io::Error>) {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; chunk];
+    loop {
+        match std::io::Read::read(k, &mut buf) {
+            Ok(0) => return (got, None),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return (got, Some(e)),
+        }
+        std::thread::sleep(pause);
+    }
+}
+
 /// C03: default linger (SO_DONTLINGER), unsent data queued while the kernel reads: close
-/// returns 0 at once; the kernel reads every byte then end of stream; the stack's FIN comes
-/// right after the last data byte; no RST.
+/// returns 0 at once, before the data has left: the stack still holds queued bytes at the
+/// close, data segments leave after the call returned, and the kernel acknowledges the last
+/// byte only after that (a close that waited would fail here). The kernel reads every byte
+/// then end of stream; the stack's FIN comes right after the last data byte; no RST.
 #[test]
 fn c03_default_close_sends_queued_data_then_fin() {
     if !require_tap("c03_default_close_sends_queued_data_then_fin") {
         return;
     }
     let env = TapEnv::start("wsp-c03-queued", |_| {});
-    let c = env.connect_kernel(7003, None);
+    // A small kernel window, read slowly: 200 KB take at least 0.5 s to drain (4 KiB per
+    // 10 ms), so the close surely comes first. They fit the stack's 256 KiB send buffer, so
+    // the send returns as soon as they are queued.
+    let c = env.connect_kernel(7003, Some(16 * 1024));
     let mut k = c.k.try_clone().unwrap();
-    // The kernel starts reading a little later, so data is still queued at the close.
-    let reader = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        kernel_read_all(&mut k)
-    });
-    let data = pattern(1_000_000);
+    let reader =
+        std::thread::spawn(move || kernel_read_paced(&mut k, 4096, Duration::from_millis(10)));
+    let data = pattern(200_000);
     assert_eq!(env.p.send(c.s, &data).unwrap(), data.len());
     let queued = env.info(c.stack_port).map_or(0, |i| i.send_queue);
     let t0 = Instant::now();
     assert_eq!(env.p.close_socket(c.s), Ok(()));
     let took = t0.elapsed();
+    let st1 = SystemTime::now();
     assert!(took < AT_ONCE, "close took {took:?}");
     eprintln!("C03: {queued} bytes queued at close, close took {took:?}");
+    assert!(queued > 0, "nothing was queued at the close");
     let (got, err) = reader.join().unwrap();
     assert!(err.is_none(), "kernel read error: {err:?}");
     assert_eq!(got.len(), data.len());
@@ -93,6 +117,28 @@ fn c03_default_close_sends_queued_data_then_fin() {
     trace.assert(!trace.has_rst(Dir::FromStack), "RST from the stack");
     trace.assert(trace.stream(Dir::FromStack) == data, "stream differs");
     assert_fin_after_data(&trace, data.len());
+    let late = segs(&trace, Dir::FromStack, |s| {
+        !s.payload.is_empty() && s.time > st1
+    });
+    trace.assert(
+        !late.is_empty(),
+        "no data left the stack after the close returned",
+    );
+    let data_end = stack_isn(&trace)
+        .wrapping_add(1)
+        .wrapping_add(data.len() as u32);
+    let Some(last_ack) = kernel_ack_of(&trace, data_end) else {
+        trace.fail("the kernel never acknowledged the last data byte")
+    };
+    trace.assert(
+        last_ack.time > st1,
+        "every byte was acknowledged before the close returned",
+    );
+    eprintln!(
+        "C03: {} data segments after the close returned; last byte acknowledged {:.3} s after",
+        late.len(),
+        secs_between(last_ack.time, st1)
+    );
 }
 
 /// C03 (zero window): default linger, the kernel's window is zero at the moment of close with
@@ -139,7 +185,8 @@ fn c03_zero_window_at_close_then_kernel_reads_all() {
 
 /// C04: SO_LINGER {1,0} with data queued behind a shut window: close returns 0 at once; the
 /// stack resets (no FIN), queued data is discarded, and the kernel's read fails with
-/// ECONNRESET.
+/// ECONNRESET. After the RST nothing but RSTs leaves the stack: no payload (a socket still
+/// alive behind its shut window would probe it) and no FIN, for a second after the reset.
 #[test]
 fn c04_linger_zero_resets_at_once() {
     if !require_tap("c04_linger_zero_resets_at_once") {
@@ -161,6 +208,8 @@ fn c04_linger_zero_resets_at_once() {
         got.len()
     );
     assert!(got.len() < data.len() && got[..] == data[..got.len()]);
+    // Time for anything that would follow the RST: a zero-window probe, a FIN, data.
+    std::thread::sleep(Duration::from_secs(1));
 
     let trace = env.finish().conn(c.kernel_port);
     trace.assert(!trace.has_fin(Dir::FromStack), "FIN from the stack");
@@ -173,6 +222,21 @@ fn c04_linger_zero_resets_at_once() {
     trace.assert(
         trace.stream(Dir::FromStack).len() < data.len(),
         "queued data was not discarded",
+    );
+    // In capture order, everything the stack sent after its first RST.
+    let from_stack = trace.from_stack();
+    let after: Vec<_> = from_stack
+        .iter()
+        .skip_while(|s| !s.flags.rst)
+        .skip(1)
+        .collect();
+    trace.assert(
+        after.iter().all(|s| s.payload.is_empty() && !s.flags.fin),
+        "payload or FIN from the stack after its RST",
+    );
+    trace.assert(
+        after.iter().all(|s| s.flags.rst),
+        "the stack sent more than RSTs after its RST",
     );
 }
 
