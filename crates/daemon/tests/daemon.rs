@@ -314,6 +314,7 @@ fn services_echo_discard_chargen() {
 
     drop(d);
     let trace = cap.stop();
+    trace.assert_no_drops();
     let t = conn(&trace, echo_port);
     t.assert(t.has_fin(Dir::FromStack), "echo: no FIN from the stack");
     t.assert(!t.has_rst(Dir::FromStack), "echo: RST from the stack");
@@ -413,6 +414,7 @@ fn forward_inbound_carries_data_fin_and_rst() {
 
     drop(d);
     let trace = cap.stop();
+    trace.assert_no_drops();
     let t = conn(&trace, port_ok);
     t.assert(
         t.has_fin(Dir::FromStack) && !t.has_rst(Dir::FromStack),
@@ -521,6 +523,7 @@ fn forward_outbound_carries_data_fin_and_rst() {
 
     drop(d);
     let trace = cap.stop();
+    trace.assert_no_drops();
     let t = conn(&trace, stack_port_ok);
     t.assert(
         t.has_fin(Dir::FromStack) && !t.has_rst(Dir::FromStack),
@@ -609,6 +612,7 @@ fn status_json_lists_live_connections_and_sigterm_drains_with_fins() {
         "{log}"
     );
     let trace = cap.stop();
+    trace.assert_no_drops();
     for port in ports {
         let t = conn(&trace, port);
         t.assert(t.has_fin(Dir::FromStack), "drain: no FIN from the stack");

@@ -2,20 +2,71 @@
 //! link, polled in turn by the test, time advanced by hand. Timing rules run in milliseconds
 //! of real time and are exact.
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, unbounded};
 use lingerstack_stack::command::{Command, Done, Outcome, Request, Responder};
 use lingerstack_stack::engine::{DeviceOptions, Engine};
-use lingerstack_stack::link::{FaultConfig, MemoryLink, PcapSink};
+use lingerstack_stack::link::{FaultConfig, Link, MemoryLink, PcapSink};
 use lingerstack_stack::{
     Cidr, CloseMode, CloseOutcome, CloseReason, SocketId, StackConfig, StackError, Wait,
 };
 use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 2);
+
+/// Engine a's end of the cable, keeping a copy of every frame a hands to it: the evidence of
+/// what actually left a (its counters say what it meant to send).
+struct Recording {
+    inner: MemoryLink,
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Link for Recording {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.inner.recv(buf)
+    }
+    fn send(&mut self, frame: &[u8]) -> io::Result<bool> {
+        let sent = self.inner.send(frame)?;
+        if sent {
+            self.sent.lock().unwrap().push(frame.to_vec());
+        }
+        Ok(sent)
+    }
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        waker: &Arc<mio::Waker>,
+    ) -> io::Result<()> {
+        self.inner.register(registry, token, waker)
+    }
+    fn describe(&self) -> String {
+        "recorded memory".into()
+    }
+}
+
+/// Whether `frame` is a TCP segment with RST: `Some(rst)` for TCP over IPv4, else `None`.
+fn tcp_rst(frame: &[u8]) -> Option<bool> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    Some(tcp.rst())
+}
 
 struct Pair {
     a: Engine,
@@ -25,6 +76,8 @@ struct Pair {
     tx: crossbeam_channel::Sender<(u64, Outcome)>,
     tag: u64,
     answered: std::collections::HashMap<u64, Outcome>,
+    /// Every frame engine a has put on the cable, in order.
+    a_sent: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 fn config(addr: Ipv4Addr, last: u8, rx: usize) -> StackConfig {
@@ -47,6 +100,11 @@ impl Pair {
     /// `a_options`: middleware on engine a's device.
     fn with_options(b_rx: usize, a_options: DeviceOptions) -> Pair {
         let (la, lb) = MemoryLink::pair(1500);
+        let a_sent = Arc::new(Mutex::new(Vec::new()));
+        let la = Recording {
+            inner: la,
+            sent: a_sent.clone(),
+        };
         let now = Instant::from_millis(0);
         let a = Engine::new(config(A, 1, 64 * 1024), Box::new(la), a_options, now).unwrap();
         let b = Engine::new(
@@ -65,7 +123,22 @@ impl Pair {
             tx,
             tag: 0,
             answered: Default::default(),
+            a_sent,
         }
+    }
+
+    /// How many frames engine a has put on the cable so far.
+    fn a_frames(&self) -> usize {
+        self.a_sent.lock().unwrap().len()
+    }
+
+    /// TCP RSTs engine a has put on the cable since its `from`-th frame.
+    fn a_rsts_since(&self, from: usize) -> usize {
+        let sent = self.a_sent.lock().unwrap();
+        sent[from..]
+            .iter()
+            .filter(|f| tcp_rst(f) == Some(true))
+            .count()
     }
 
     /// Submit a request to one engine; returns its tag.
@@ -187,12 +260,15 @@ fn c06_linger_timeout_is_exact_in_virtual_time() {
     );
 }
 
-/// C24 on the core: a graceful close stuck behind a zero window is reset at its deadline.
+/// C24 on the core: a graceful close stuck behind a zero window is reset at its deadline. The
+/// evidence is the cable: no RST leaves a before 20 s, exactly one by 20.15 s, and b, the
+/// peer, sees its connection reset.
 #[test]
 fn c24_close_deadline_in_virtual_time() {
     let mut p = Pair::new(2048);
-    let (s, _c) = stuck_connection(&mut p);
+    let (s, c) = stuck_connection(&mut p);
     p.call(true, Request::Send(s, vec![7; 32 * 1024], Wait::No));
+    let mark = p.a_frames();
     let tag = p.submit(
         true,
         Request::Close(
@@ -207,27 +283,45 @@ fn c24_close_deadline_in_virtual_time() {
         p.wait(tag, Duration::ZERO).unwrap(),
         Done::Closed(CloseOutcome::Background)
     );
-    let before = p.a.counters().resets_sent;
     for _ in 0..199 {
         p.advance(Duration::from_millis(100));
     }
+    assert!(
+        p.a_frames() > mark,
+        "a sent nothing (no zero-window probe?)"
+    );
     assert_eq!(
-        p.a.counters().resets_sent,
-        before,
-        "reset before the deadline"
+        p.a_rsts_since(mark),
+        0,
+        "RST on the cable before the deadline"
     );
     p.advance(Duration::from_millis(150));
-    assert_eq!(
-        p.a.counters().resets_sent,
-        before + 1,
-        "no reset at the deadline"
-    );
+    assert_eq!(p.a_rsts_since(mark), 1, "not one RST at the deadline");
     p.advance(Duration::from_millis(10));
     assert_eq!(
         p.a.counters().sockets_by_state.values().sum::<usize>(),
         0,
         "socket not freed"
     );
+    assert_eq!(p.a_rsts_since(mark), 1, "more than one RST");
+    assert_peer_reset(&mut p, c);
+}
+
+/// The peer's view: `c` on b reports the reset (after any data it still had to read).
+fn assert_peer_reset(p: &mut Pair, c: SocketId) {
+    for _ in 0..10 {
+        let tag = p.submit(false, Request::Recv(c, 1 << 20, Wait::No));
+        p.advance(Duration::ZERO);
+        match p.wait(tag, Duration::from_secs(1)) {
+            Ok(Done::Received(_)) => continue,
+            Err(f) => {
+                assert_eq!(f.error, StackError::ConnReset);
+                return;
+            }
+            Ok(other) => panic!("{other:?}"),
+        }
+    }
+    panic!("the peer never saw the reset");
 }
 
 /// poll_at tells the runner when a linger deadline is due, so the runner sleeps exactly.
@@ -304,7 +398,9 @@ fn lossy_link_still_delivers_everything() {
 }
 
 /// A vanished peer is an inbound blackhole: the graceful close never sees its FIN acknowledged
-/// and the close deadline (C24) resets and frees the socket.
+/// and the close deadline (C24) resets and frees the socket. The evidence is the cable: FIN
+/// retransmissions but no RST leave a before 30 s, exactly one RST by 31 s, and b (whose
+/// frames a no longer hears, but which hears a) sees its connection reset.
 #[test]
 fn c24_vanished_peer_hits_the_close_deadline() {
     let faults = FaultConfig::default();
@@ -316,8 +412,9 @@ fn c24_vanished_peer_hits_the_close_deadline() {
             ..DeviceOptions::default()
         },
     );
-    let (s, _c) = stuck_connection(&mut p);
+    let (s, c) = stuck_connection(&mut p);
     vanish.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mark = p.a_frames();
     let tag = p.submit(
         true,
         Request::Close(
@@ -332,13 +429,21 @@ fn c24_vanished_peer_hits_the_close_deadline() {
         p.wait(tag, Duration::ZERO).unwrap(),
         Done::Closed(CloseOutcome::Background)
     );
-    p.advance(Duration::from_secs(29));
-    assert_eq!(p.a.counters().resets_sent, 0);
+    for _ in 0..29 {
+        p.advance(Duration::from_secs(1));
+    }
+    assert!(p.a_frames() > mark + 1, "no FIN retransmission from a");
+    assert_eq!(
+        p.a_rsts_since(mark),
+        0,
+        "RST on the cable before the deadline"
+    );
     assert!(p.a.counters().sockets_by_state.contains_key("FIN-WAIT-1"));
     p.advance(Duration::from_secs(2));
     p.advance(Duration::from_millis(10));
-    assert_eq!(p.a.counters().resets_sent, 1);
+    assert_eq!(p.a_rsts_since(mark), 1, "not one RST at the deadline");
     assert_eq!(p.a.counters().sockets_by_state.values().sum::<usize>(), 0);
+    assert_peer_reset(&mut p, c);
 }
 
 /// The pcap middleware writes a well-formed file with every frame in both directions.

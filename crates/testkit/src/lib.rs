@@ -3,7 +3,9 @@
 //! Each TAP test creates its own network namespace ([`Netns`]), a TAP device inside it
 //! ([`TapNet`]), captures the kernel side of the TAP with an AF_PACKET socket ([`Capture`]),
 //! and asserts on the parsed capture ([`Trace`]). Kernel-side peer sockets come from [`peer`].
-//! Without root (CAP_NET_ADMIN) the tests skip loudly via [`require_tap`].
+//! Without root (CAP_NET_ADMIN) the tests skip loudly via [`require_tap`], and without a tool
+//! they need (valgrind, tshark) via [`require_tool`]; `LINGERSTACK_REQUIRE_TAP=1` turns every
+//! such skip into a failure.
 
 #![warn(missing_docs)]
 
@@ -63,6 +65,30 @@ pub fn require_tap(test: &str) -> bool {
             false
         }
     }
+}
+
+/// Returns true if `tool` runs here (`<tool> <version_arg>` can be started); otherwise prints
+/// `SKIP <test>: <tool> is not installed` to stderr and returns false, or panics with that
+/// reason when `LINGERSTACK_REQUIRE_TAP=1`: CI installs every tool the suite uses
+/// (scripts/setup.sh), so a missing one there is a broken set-up, not a pass.
+pub fn require_tool(test: &str, tool: &str, version_arg: &str) -> bool {
+    let runs = Command::new(tool)
+        .arg(version_arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if runs {
+        return true;
+    }
+    if std::env::var(REQUIRE_TAP_ENV).is_ok_and(|v| v == "1") {
+        panic!("{test}: {tool} required ({REQUIRE_TAP_ENV}=1) but not installed");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIP {test}: {tool} is not installed ***\n"
+    );
+    false
 }
 
 /// True if the effective capability set has CAP_NET_ADMIN (bit 12).
@@ -134,6 +160,20 @@ pub fn raise_nofile_limit(want: u64) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_tool_skips_or_fails_as_required() {
+        let required = std::env::var(REQUIRE_TAP_ENV).is_ok_and(|v| v == "1");
+        let missing = std::panic::catch_unwind(|| {
+            require_tool("unit", "/nonexistent/lingerstack-tool", "--version")
+        });
+        if required {
+            assert!(missing.is_err(), "a missing tool must fail the test here");
+        } else {
+            assert_eq!(missing.ok(), Some(false), "a missing tool must skip");
+        }
+        assert!(require_tool("unit", "true", "--version"), "true runs");
+    }
 
     #[test]
     fn target_dir_is_absolute_and_captures_under_it() {

@@ -277,11 +277,17 @@ mod tests {
             "pcap {} has {len} bytes",
             trace.pcap_path.display()
         );
-        if let Ok(out) = Command::new("tshark")
-            .arg("-r")
-            .arg(&trace.pcap_path)
-            .output()
-        {
+        // tshark reads the pcap back: the file is one other tools understand.
+        if crate::require_tool(
+            "tap_capture_sees_arp_and_injected_syn (tshark)",
+            "tshark",
+            "-v",
+        ) {
+            let out = Command::new("tshark")
+                .arg("-r")
+                .arg(&trace.pcap_path)
+                .output()
+                .expect("run tshark");
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(
                 out.status.success(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use lingerstack_testkit::peer::{read_to_end_or_error, tcp_listener};
 use lingerstack_testkit::tapnet::LINK_UP_TIMEOUT;
-use lingerstack_testkit::{Capture, Dir, TapNet, require_tap};
+use lingerstack_testkit::{Capture, Dir, TapNet, require_tap, require_tool};
 
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -155,11 +155,15 @@ fn c_program_in_memory() {
 }
 
 /// The in-memory C test under valgrind: no invalid access, and no byte definitely lost by the
-/// provider. Skipped (loudly) where valgrind is not installed.
+/// provider. Skipped (loudly) where valgrind is not installed; a failure then under
+/// `LINGERSTACK_REQUIRE_TAP=1`.
 #[test]
 fn c_program_in_memory_under_valgrind() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("*** SKIP c_program_in_memory_under_valgrind: valgrind is not installed ***");
+    if !require_tool(
+        "c_program_in_memory_under_valgrind",
+        "valgrind",
+        "--version",
+    ) {
         return;
     }
     let out = Command::new("valgrind")

@@ -6,10 +6,12 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use lingerstack_stack::{CloseMode, StackError};
+use lingerstack_testkit::Dir;
+use lingerstack_testkit::trace::{Parsed, parse_frame};
 use lingerstack_wsp::consts::*;
 use lingerstack_wsp::{
     ApcQueue, Completion, CompletionPort, Event, EventObject, Overlapped, WsaError,
@@ -51,25 +53,39 @@ fn c02_closed_descriptor_stays_dead() {
     assert!(!fresh.contains(&s), "a closed number came back");
 }
 
-/// C13: closing a socket that never connected (fresh, or only bound) sends nothing.
+/// C13: closing a socket that never connected (fresh, or only bound) sends nothing: no frame
+/// at all leaves the provider's end of the cable. The port is free again afterwards. As a
+/// control, the recorder does see the SYN of a connect made afterwards.
 #[test]
 fn c13_unconnected_close_sends_nothing() {
     let n = net();
-    let before = n.peer.counters().unwrap().rx_frames;
+    n.record_frames();
     let a = n.p.socket(AF_INET, SOCK_STREAM, 0).unwrap();
     let b = n.p.socket(AF_INET, SOCK_STREAM, 0).unwrap();
     n.p.bind(b, SocketAddr::new(ME.into(), 6000)).unwrap();
     n.p.close_socket(a).unwrap();
     n.p.close_socket(b).unwrap();
     thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        n.peer.counters().unwrap().rx_frames,
-        before,
-        "the peer received a frame"
-    );
+    let sent = n.recorded_frames();
+    assert!(sent.is_empty(), "{} frames left the provider", sent.len());
     // The port is free again.
     let c = n.p.socket(AF_INET, SOCK_STREAM, 0).unwrap();
     n.p.bind(c, SocketAddr::new(ME.into(), 6000)).unwrap();
+    // Control: a connect from that port is on the cable, so an empty record means silence.
+    let l = n.peer.open().unwrap();
+    n.peer.bind(l, SocketAddr::new(PEER.into(), 6001)).unwrap();
+    n.peer.listen(l, 1).unwrap();
+    n.p.connect(c, SocketAddr::new(PEER.into(), 6001)).unwrap();
+    let syn_from_6000 = n.recorded_frames().iter().any(|f| {
+        matches!(
+            parse_frame(f, Dir::FromStack, SystemTime::now(), Duration::ZERO),
+            Parsed::Tcp(s) if s.flags.syn && s.src.port() == 6000
+        )
+    });
+    assert!(
+        syn_from_6000,
+        "the recorder missed the SYN of the control connect"
+    );
 }
 
 /// C16: blocking recv, send on a full buffer, accept and connect in other threads return
@@ -202,7 +218,8 @@ impl EventObject for CountingEvent {
 }
 
 /// C18: once close begins nothing is recorded or posted for the descriptor, FD_CLOSE
-/// included; enumerating fails with WSAENOTSOCK.
+/// included; enumerating fails with WSAENOTSOCK. Control: before the close, the peer's data
+/// does signal the event and record FD_READ, so the silence after it is the close's doing.
 #[test]
 fn c18_no_events_after_close() {
     let n = net();
@@ -210,6 +227,15 @@ fn c18_no_events_after_close() {
     let event = Arc::new(CountingEvent(Mutex::new(0)));
     n.p.event_select(s, Some(event.clone()), FD_READ | FD_CLOSE)
         .unwrap();
+    n.peer.send(c, b"early data", BLOCK).unwrap();
+    eventually("FD_READ signalled for the early data", || {
+        *event.0.lock().unwrap() > 0
+    });
+    let ne = n.p.enum_network_events(s, None).unwrap();
+    assert_eq!(ne.events, FD_READ, "{ne:?}");
+    // Read it all: unread data would make the close a reset (C12), not the graceful close here.
+    let mut buf = [0u8; 32];
+    assert_eq!(n.p.recv(s, &mut buf), Ok(10));
     thread::sleep(Duration::from_millis(100));
     let before = *event.0.lock().unwrap();
     n.p.close_socket(s).unwrap();

@@ -27,6 +27,19 @@ pub struct Net {
     pub peer: Stack,
     cut: Arc<AtomicBool>,
     waker: Arc<Mutex<Option<Arc<mio::Waker>>>>,
+    sent: Recorder,
+}
+
+/// Frames the provider put on the cable, kept only while recording (most tests never look).
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Option<Vec<Vec<u8>>>>>);
+
+impl Recorder {
+    fn keep(&self, frame: &[u8]) {
+        if let Some(frames) = self.0.lock().unwrap().as_mut() {
+            frames.push(frame.to_vec());
+        }
+    }
 }
 
 fn config(addr: Ipv4Addr, last: u8, rx_buffer: usize) -> StackConfig {
@@ -40,11 +53,12 @@ fn config(addr: Ipv4Addr, last: u8, rx_buffer: usize) -> StackConfig {
     }
 }
 
-/// A link that fails on demand, as a removed device does.
+/// A link that fails on demand, as a removed device does, and records what it sends.
 pub struct CutLink {
     inner: MemoryLink,
     cut: Arc<AtomicBool>,
     waker: Arc<Mutex<Option<Arc<mio::Waker>>>>,
+    sent: Recorder,
 }
 
 impl Link for CutLink {
@@ -55,7 +69,11 @@ impl Link for CutLink {
         self.inner.recv(buf)
     }
     fn send(&mut self, frame: &[u8]) -> io::Result<bool> {
-        self.inner.send(frame)
+        let sent = self.inner.send(frame)?;
+        if sent {
+            self.sent.keep(frame);
+        }
+        Ok(sent)
     }
     fn mtu(&self) -> usize {
         self.inner.mtu()
@@ -80,10 +98,12 @@ pub fn net_with(peer_rx: usize) -> Net {
     let (a, b) = MemoryLink::pair(1500);
     let cut = Arc::new(AtomicBool::new(false));
     let waker = Arc::new(Mutex::new(None));
+    let sent = Recorder::default();
     let a = CutLink {
         inner: a,
         cut: cut.clone(),
         waker: waker.clone(),
+        sent: sent.clone(),
     };
     let p = Provider::startup(ProviderConfig::new(config(ME, 1, 64 * 1024)), Box::new(a)).unwrap();
     let peer = Stack::start(
@@ -98,6 +118,7 @@ pub fn net_with(peer_rx: usize) -> Net {
         peer,
         cut,
         waker,
+        sent,
     }
 }
 
@@ -113,6 +134,16 @@ impl Net {
         if let Some(w) = self.waker.lock().unwrap().as_ref() {
             w.wake().unwrap();
         }
+    }
+
+    /// Start keeping every frame the provider puts on the cable (earlier ones are dropped).
+    pub fn record_frames(&self) {
+        *self.sent.0.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// The frames the provider put on the cable since [`Net::record_frames`].
+    pub fn recorded_frames(&self) -> Vec<Vec<u8>> {
+        self.sent.0.lock().unwrap().clone().unwrap_or_default()
     }
 
     /// A provider socket connected to a peer listener on `port`: (descriptor, peer's socket).
