@@ -113,13 +113,18 @@ fn one_mib_each_way_then_graceful_close() {
         got_down.len(),
         down.len()
     );
-    assert_eq!(outcome_a, CloseOutcome::Background);
-    assert_eq!(outcome_b, CloseOutcome::Background);
+    // A side whose FIN exchange already finished before its close (it received the peer's
+    // FIN first, so LAST-ACK ended at the ACK of its own FIN) has nothing left to close.
+    for outcome in [outcome_a, outcome_b] {
+        assert!(
+            matches!(outcome, CloseOutcome::Background | CloseOutcome::Nothing),
+            "{outcome:?}"
+        );
+    }
     wait_until(|| finished_closes(&a) + finished_closes(&b) >= 1);
-    assert_eq!(
-        a.counters().unwrap().resets_sent + b.counters().unwrap().resets_sent,
-        0
-    );
+    let (ca, cb) = (a.counters().unwrap(), b.counters().unwrap());
+    assert_eq!(ca.resets_sent + cb.resets_sent, 0);
+    assert_eq!(ca.resets_received + cb.resets_received, 0);
 }
 
 #[test]
