@@ -270,6 +270,7 @@ pub fn describe_reason(reason: CloseReason) -> &'static str {
         CloseReason::PeerReset => "reset by the peer",
         CloseReason::Refused => "refused by the peer",
         CloseReason::TimedOut => "timed out",
+        CloseReason::KeepAlive => "peer vanished (no answer to keep-alive)",
         CloseReason::NetworkDown => "network down",
     }
 }

@@ -8,6 +8,7 @@ use smoltcp::time::Instant;
 
 use super::Link;
 use super::fault::{FaultConfig, Faults, Verdict};
+use super::heard::{Heard, PeerKey};
 use super::pcap::PcapSink;
 use crate::counters::Counters;
 
@@ -57,6 +58,8 @@ pub struct LinkDevice {
     rx_len: usize,
     tx: TxSide,
     mtu: usize,
+    /// The TCP peers of delivered frames, while keep-alive needs them.
+    heard: Heard,
 }
 
 impl LinkDevice {
@@ -83,7 +86,23 @@ impl LinkDevice {
                 failure: None,
             },
             mtu,
+            heard: Heard::default(),
         }
+    }
+
+    /// Note (or stop noting) the TCP peer of every frame delivered to smoltcp.
+    pub(crate) fn note_peers(&mut self, on: bool) {
+        self.heard.set_on(on);
+    }
+
+    /// The TCP peers heard from since [`LinkDevice::forget_peers`].
+    pub(crate) fn heard_peers(&self) -> &std::collections::HashSet<PeerKey> {
+        self.heard.peers()
+    }
+
+    /// Forget the peers heard so far.
+    pub(crate) fn forget_peers(&mut self) {
+        self.heard.clear();
     }
 
     /// The link's IP MTU.
@@ -129,6 +148,7 @@ impl LinkDevice {
             if let Some(frame) = self.tx.faults.as_mut().and_then(|f| f.release(now)) {
                 self.rx_len = frame.len().min(self.rx_buf.len());
                 self.rx_buf[..self.rx_len].copy_from_slice(&frame[..self.rx_len]);
+                self.heard.note(&self.rx_buf[..self.rx_len]);
                 return true;
             }
             if self.tx.failure.is_some() {
@@ -159,6 +179,7 @@ impl LinkDevice {
             match verdict {
                 Verdict::Pass => {
                     self.rx_len = n;
+                    self.heard.note(&self.rx_buf[..n]);
                     return true;
                 }
                 Verdict::Drop => self.tx.counters.rx_dropped_fault += 1,

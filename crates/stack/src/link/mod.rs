@@ -45,6 +45,7 @@ pub trait Link: Send + 'static {
 
 pub mod device;
 pub mod fault;
+pub mod heard;
 pub mod memory;
 pub mod pcap;
 
