@@ -152,9 +152,8 @@ fn probes(trace: &Trace) -> Vec<&Segment> {
         let acked = trace
             .dir(Dir::ToStack)
             .into_iter()
-            .filter(|k| k.time <= p.time && k.flags.ack)
-            .map(|k| k.ack)
-            .next_back();
+            .rfind(|k| k.time <= p.time && k.flags.ack)
+            .map(|k| k.ack);
         trace.assert(
             acked == Some(p.seq.wrapping_add(1)),
             &format!(
@@ -306,8 +305,7 @@ fn keepalive_vanished_peer_is_probed_then_reset_and_released() {
         let heard = t
             .dir(Dir::ToStack)
             .into_iter()
-            .filter(|k| k.time < probes[0].time)
-            .next_back()
+            .rfind(|k| k.time < probes[0].time)
             .unwrap_or_else(|| t.fail("no kernel segment before the first probe"));
         let first = secs_between(probes[0].time, heard.time);
         t.assert(
