@@ -174,7 +174,8 @@ impl Stack {
     /// is what SO_KEEPALIVE means), or off with `None`. On a listener, the connections it
     /// accepts inherit it. A peer that answers no probe is reset after
     /// [`KeepAlive::give_up_after`] of silence: calls in progress then fail with
-    /// [`StackError::NetReset`], later ones with [`StackError::TimedOut`].
+    /// [`StackError::NetReset`], later ones with [`StackError::TimedOut`]. Times of zero or
+    /// above [`KeepAlive::MAX_TIME`], or a probe count outside 1..=255, are `InvalidInput`.
     pub fn set_keep_alive(
         &self,
         id: SocketId,

@@ -140,10 +140,22 @@ impl KeepAlive {
         }
     }
 
+    /// The longest idle time or interval accepted: about 49.7 days, the most Windows'
+    /// millisecond `u_long` can say.
+    pub const MAX_TIME: Duration = Duration::from_millis(u32::MAX as u64);
+
     /// How long a peer may stay silent before the connection is reset:
     /// `idle + interval * probes`.
     pub fn give_up_after(&self) -> Duration {
-        self.idle + self.interval.saturating_mul(self.probes)
+        self.idle
+            .saturating_add(self.interval.saturating_mul(self.probes))
+    }
+
+    /// True when the engine accepts it: idle time and interval above zero and at most
+    /// [`KeepAlive::MAX_TIME`], 1 to 255 probes.
+    pub fn is_valid(&self) -> bool {
+        let time_ok = |t: Duration| !t.is_zero() && t <= Self::MAX_TIME;
+        time_ok(self.idle) && time_ok(self.interval) && (1..=255).contains(&self.probes)
     }
 }
 

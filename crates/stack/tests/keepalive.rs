@@ -202,3 +202,38 @@ fn keepalive_silent_peer_is_reset_after_idle_plus_probes() {
     assert_eq!(p.reason(false, c), Some(CloseReason::KeepAlive));
     assert_eq!(p.reason(true, s), Some(CloseReason::PeerReset));
 }
+
+/// Times of zero or beyond what Windows can say, and probe counts of 0, are refused.
+#[test]
+fn keepalive_bad_values_are_invalid_input() {
+    let mut p = Pair::new();
+    let s = p.open(true);
+    let bad = [
+        KeepAlive {
+            interval: Duration::ZERO,
+            ..KEEP_ALIVE
+        },
+        KeepAlive {
+            idle: Duration::ZERO,
+            ..KEEP_ALIVE
+        },
+        KeepAlive {
+            idle: KeepAlive::MAX_TIME + Duration::from_millis(1),
+            ..KEEP_ALIVE
+        },
+        KeepAlive {
+            probes: 0,
+            ..KEEP_ALIVE
+        },
+    ];
+    for k in bad {
+        let tag = p.submit(true, Request::SetKeepAlive(s, Some(k)));
+        p.advance(Duration::ZERO);
+        let got = p.answer(tag).expect("answered at once");
+        assert_eq!(got.unwrap_err().error, StackError::InvalidInput, "{k:?}");
+    }
+    assert_eq!(
+        KeepAlive::WINDOWS.give_up_after(),
+        Duration::from_secs(7210)
+    );
+}

@@ -421,6 +421,9 @@ impl Engine {
         {
             return Err(StackError::InvalidInput);
         }
+        if options.keep_alive.is_some_and(|k| !k.is_valid()) {
+            return Err(StackError::InvalidInput);
+        }
         let entry = self.entries.get_mut(&id).ok_or(StackError::NotSocket)?;
         entry.options = options;
         // Buffers are fixed at creation; Nagle, keep-alive and timeout apply to live sockets.
