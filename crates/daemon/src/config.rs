@@ -1396,4 +1396,32 @@ mod tests {
         assert!(e.contains("tapp"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    #[test]
+    fn keep_alive_and_control_group_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("lsd-ka-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.toml");
+        std::fs::write(
+            &path,
+            "tap = \"ls9\"\nipv4 = \"10.1.0.2/24\"\nkeep_alive = \"30s\"\n\
+             keep_alive_interval = \"500ms\"\ncontrol_group = 7\n",
+        )
+        .unwrap();
+        let flags = |keep_alive: Option<&str>| Flags {
+            config: Some(path.clone()),
+            log_level: Some("warn".into()),
+            keep_alive: keep_alive.map(String::from),
+            ..Flags::default()
+        };
+        let c = resolve(flags(None)).unwrap();
+        let k = c.keep_alive.unwrap();
+        assert_eq!(
+            (k.idle, k.interval),
+            (Duration::from_secs(30), Duration::from_millis(500))
+        );
+        assert_eq!(c.control_group, Some(7));
+        assert_eq!(resolve(flags(Some("off"))).unwrap().keep_alive, None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
