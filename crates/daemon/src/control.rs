@@ -253,6 +253,11 @@ pub fn status(shared: &Shared) -> Value {
         "gateways": config.gateways(),
         "pcap": config.pcap.as_ref().map(|p| p.display().to_string()),
         "default_linger": config.linger.to_string(),
+        "keep_alive": config.keep_alive.map(|k| json!({
+            "idle_secs": k.idle.as_secs_f64(),
+            "interval_secs": k.interval.as_secs_f64(),
+            "probes": k.probes,
+        })),
         "services": services,
         "counters": counters.as_ref().map(counters_json),
         "connections": connections,
@@ -425,6 +430,20 @@ pub fn render(v: &Value) -> String {
     line(&mut out, format!("addresses  {}", list(&v["addresses"])));
     line(&mut out, format!("gateways   {}", list(&v["gateways"])));
     line(&mut out, format!("pcap       {}", s(&v["pcap"])));
+    let k = &v["keep_alive"];
+    line(
+        &mut out,
+        if k.is_null() {
+            "keep-alive off".to_string()
+        } else {
+            format!(
+                "keep-alive {} s idle, then {} probes {} s apart",
+                s(&k["idle_secs"]),
+                s(&k["probes"]),
+                s(&k["interval_secs"])
+            )
+        },
+    );
     for e in v["services"].as_array().into_iter().flatten() {
         let target = if e["target"].is_null() {
             String::new()

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use lingerstack_stack::CloseReason;
+
 use crate::callback::run_callback;
 use crate::consts::*;
 use crate::error::{WsaError, WsaResult};
@@ -80,6 +82,11 @@ impl Provider {
                 if name == TCP_NODELAY {
                     options.nodelay = on;
                 } else {
+                    // Windows: SO_KEEPALIVE on a connection keep-alive already found dead.
+                    let info = stack.info(shared.id)?;
+                    if info.reason == Some(CloseReason::KeepAlive) {
+                        return Err(WsaError::NETRESET);
+                    }
                     // Windows' defaults (2 h, 1 s, 10 probes) unless SIO_KEEPALIVE_VALS set times.
                     options.keep_alive = on.then_some(shared.lock().keep_alive_times);
                 }

@@ -224,8 +224,8 @@ fn keepalive_live_peer_answers_probes_and_the_connection_stays() {
 /// the stack never hears it). The capture shows the first probe about 1 s after the last
 /// frame the stack heard, ten probes 250 ms apart, then the stack's RST; the kernel reads
 /// ECONNRESET. On the facade, a blocking recv in progress fails with WSAENETRESET, FD_CLOSE
-/// reports WSAETIMEDOUT, later calls WSAETIMEDOUT; after close the descriptor is gone
-/// (WSAENOTSOCK) and so is the engine's socket.
+/// reports WSAETIMEDOUT, later calls WSAETIMEDOUT (SO_KEEPALIVE: WSAENETRESET); after close the
+/// descriptor is gone (WSAENOTSOCK) and so is the engine's socket.
 #[test]
 fn keepalive_vanished_peer_is_probed_then_reset_and_released() {
     if !require_tap("keepalive_vanished_peer_is_probed_then_reset_and_released") {
@@ -261,6 +261,12 @@ fn keepalive_vanished_peer_is_probed_then_reset_and_released() {
     let mut buf = [0u8; 16];
     assert_eq!(env.p.recv(s1, &mut buf), Err(WsaError(WSAETIMEDOUT)));
     assert_eq!(env.p.send(s1, b"x"), Err(WsaError(WSAETIMEDOUT)));
+    // As Windows: SO_KEEPALIVE on a connection keep-alive found dead is WSAENETRESET.
+    let on = 1i32.to_ne_bytes();
+    assert_eq!(
+        env.p.set_sock_opt(s1, SOL_SOCKET, SO_KEEPALIVE, Some(&on)),
+        Err(WsaError::NETRESET)
+    );
 
     assert!(
         ev.wait(Duration::from_secs(10)),
