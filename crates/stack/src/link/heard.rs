@@ -24,6 +24,8 @@ pub struct PeerKey {
 pub(crate) struct Heard {
     on: bool,
     peers: HashSet<PeerKey>,
+    /// The last peer noted: a burst from one peer costs one hash insert, not one per frame.
+    last: Option<PeerKey>,
 }
 
 impl Heard {
@@ -31,7 +33,7 @@ impl Heard {
     pub(crate) fn set_on(&mut self, on: bool) {
         self.on = on;
         if !on {
-            self.peers.clear();
+            self.clear();
         }
     }
 
@@ -39,8 +41,10 @@ impl Heard {
     pub(crate) fn note(&mut self, frame: &[u8]) {
         if self.on
             && let Some(key) = tcp_peer(frame)
+            && self.last != Some(key)
         {
             self.peers.insert(key);
+            self.last = Some(key);
         }
     }
 
@@ -52,6 +56,7 @@ impl Heard {
     /// Forget the peers noted so far.
     pub(crate) fn clear(&mut self) {
         self.peers.clear();
+        self.last = None;
     }
 }
 
@@ -118,5 +123,7 @@ mod tests {
         assert_eq!(heard.peers().iter().collect::<Vec<_>>(), vec![&key]);
         heard.clear();
         assert!(heard.peers().is_empty());
+        heard.note(&frame);
+        assert_eq!(heard.peers().len(), 1, "noted again after a clear");
     }
 }
