@@ -84,6 +84,14 @@ typedef struct WSALINGER {
     uint16_t l_linger; /* seconds */
 } LINGER;
 
+/* Windows' struct tcp_keepalive, the input of WSPIoctl(SIO_KEEPALIVE_VALS_WIN); u_long is
+ * 32 bits on Windows. */
+typedef struct WSATCPKEEPALIVE {
+    uint32_t onoff;             /* non-zero: keep-alive on */
+    uint32_t keepalivetime;     /* ms without a segment from the peer before the first probe */
+    uint32_t keepaliveinterval; /* ms between unanswered probes (10 of them, then a reset) */
+} TCPKEEPALIVE;
+
 #define FD_SETSIZE_WIN 64
 /* Windows fd_set: a count and a list (named WSAFDSET to stay clear of <sys/select.h>). */
 typedef struct WSAFDSET {
@@ -187,6 +195,7 @@ typedef struct QOS QOS, *LPQOS;
 #define WSAEADDRINUSE 10048
 #define WSAEADDRNOTAVAIL 10049
 #define WSAENETDOWN 10050
+#define WSAENETRESET 10052
 #define WSAECONNABORTED 10053
 #define WSAECONNRESET 10054
 #define WSAENOBUFS 10055
@@ -218,6 +227,8 @@ typedef struct QOS QOS, *LPQOS;
 #define WSA_AF_INET6 23
 #define FIONBIO_WIN ((DWORD)0x8004667Eu)
 #define FIONREAD_WIN ((DWORD)0x4004667Fu)
+/* _WSAIOW(IOC_VENDOR, 4): in, a struct tcp_keepalive; out, nothing */
+#define SIO_KEEPALIVE_VALS_WIN ((DWORD)0x98000004u)
 #define SOMAXCONN_WIN 0x7fffffff
 
 #define FD_READ 0x01

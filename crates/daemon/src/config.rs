@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use lingerstack_stack::{Cidr, CloseMode, StackConfig};
+use lingerstack_stack::{Cidr, CloseMode, KeepAlive, StackConfig};
 use lingerstack_wsp::linger::{Linger, close_mode};
 use serde::Deserialize;
 
@@ -28,6 +28,13 @@ pub const MIN_BUFFER: usize = 1024;
 pub const MAX_BUFFER: usize = 64 * 1024 * 1024;
 /// Longest drain time accepted.
 pub const MAX_DRAIN: Duration = Duration::from_secs(3600);
+/// Longest keep-alive idle time accepted.
+pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(24 * 3600);
+/// Default keep-alive idle time of the daemon's connections: a vanished client is released
+/// (with its thread and buffers) about ten minutes after it was last heard.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(600);
+/// Default time between unanswered keep-alive probes (Windows' value).
+pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Default path of the control socket.
 pub const DEFAULT_CONTROL: &str = "/run/lingerstackd.sock";
 /// Default MAC of the stack (locally administered, unicast).
@@ -240,6 +247,10 @@ pub struct Config {
     pub drain: Duration,
     /// Deadline of a graceful background close (close-semantics C24).
     pub close_deadline: Duration,
+    /// Keep-alive of every connection the daemon owns (None: off).
+    pub keep_alive: Option<KeepAlive>,
+    /// Group that may use the control socket (mode 0660); None: the owner only (0600).
+    pub control_group: Option<u32>,
     /// Built-in services.
     pub services: Vec<ServiceSpec>,
     /// Port forwards.
@@ -324,6 +335,12 @@ pub struct Flags {
     pub drain: Option<String>,
     /// `--close-deadline`.
     pub close_deadline: Option<String>,
+    /// `--keep-alive`.
+    pub keep_alive: Option<String>,
+    /// `--keep-alive-interval`.
+    pub keep_alive_interval: Option<String>,
+    /// `--control-group`.
+    pub control_group: Option<String>,
     /// `--service KIND:PORT[,LINGER]` (repeatable).
     pub services: Vec<String>,
     /// `--forward in|out:LISTEN=TARGET[,LINGER]` (repeatable).
@@ -398,6 +415,12 @@ pub struct FileConfig {
     pub drain: Option<Scalar>,
     /// Background close deadline.
     pub close_deadline: Option<Scalar>,
+    /// Keep-alive idle time, or "off".
+    pub keep_alive: Option<Scalar>,
+    /// Time between unanswered keep-alive probes.
+    pub keep_alive_interval: Option<Scalar>,
+    /// Group (name or number) that may use the control socket.
+    pub control_group: Option<Scalar>,
     /// Services.
     #[serde(default)]
     pub service: Vec<FileService>,
@@ -683,6 +706,32 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         ));
     }
 
+    let keep_alive = resolve_keep_alive(
+        pick(
+            flags.keep_alive,
+            "--keep-alive",
+            file.keep_alive.map(|s| s.text()),
+            fp,
+            "keep_alive",
+        ),
+        pick(
+            flags.keep_alive_interval,
+            "--keep-alive-interval",
+            file.keep_alive_interval.map(|s| s.text()),
+            fp,
+            "keep_alive_interval",
+        ),
+    )?;
+    let control_group = pick(
+        flags.control_group,
+        "--control-group",
+        file.control_group.map(|s| s.text()),
+        fp,
+        "control_group",
+    )
+    .map(|(o, v)| parse_group(&o, &v, Path::new("/etc/group")))
+    .transpose()?;
+
     let mut services = Vec::new();
     if !flags.services.is_empty() {
         for s in &flags.services {
@@ -799,9 +848,60 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         metrics,
         drain,
         close_deadline,
+        keep_alive,
+        control_group,
         services,
         forwards,
     })
+}
+
+/// Keep-alive from its idle time (`off` or `0`: none) and probe interval, each an
+/// (origin, text) pair when given. Windows' probe count (10) stays.
+fn resolve_keep_alive(
+    idle: Option<(String, String)>,
+    interval: Option<(String, String)>,
+) -> Result<Option<KeepAlive>, ConfigError> {
+    let idle = match idle {
+        Some((_, v)) if matches!(v.trim(), "off" | "0") => return Ok(None),
+        Some((o, v)) => parse_duration_up_to(&o, &v, MAX_KEEP_ALIVE)?,
+        None => DEFAULT_KEEP_ALIVE,
+    };
+    let interval = match interval {
+        Some((o, v)) => {
+            let d = parse_duration(&o, &v)?;
+            if d.is_zero() {
+                return Err(bad(&o, &v, "must be longer than zero"));
+            }
+            d
+        }
+        None => DEFAULT_KEEP_ALIVE_INTERVAL,
+    };
+    Ok(Some(KeepAlive::with_times(idle, interval)))
+}
+
+/// A group given by number, or by name as listed in `group_file` (/etc/group).
+fn parse_group(origin: &str, v: &str, group_file: &Path) -> Result<u32, ConfigError> {
+    let name = v.trim();
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    let text = std::fs::read_to_string(group_file)
+        .map_err(|e| bad(origin, v, format!("reading {}: {e}", group_file.display())))?;
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let n = fields.next()?;
+            let gid = fields.nth(1)?.parse::<u32>().ok()?;
+            (n == name).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| {
+            bad(
+                origin,
+                v,
+                format!("no such group in {}", group_file.display()),
+            )
+        })
 }
 
 fn check_ifname(origin: &str, name: &str) -> Result<(), ConfigError> {
@@ -1005,8 +1105,13 @@ pub fn parse_size(origin: &str, v: &str) -> Result<usize, ConfigError> {
     Ok(bytes)
 }
 
-/// Parse a duration: `10` (seconds), `10s`, `500ms`, `2m`, `1.5s`.
+/// Parse a duration of at most an hour: `10` (seconds), `10s`, `500ms`, `2m`, `1.5s`.
 pub fn parse_duration(origin: &str, v: &str) -> Result<Duration, ConfigError> {
+    parse_duration_up_to(origin, v, MAX_DRAIN)
+}
+
+/// Parse a duration of at most `max`; `h` (hours) is understood too.
+pub fn parse_duration_up_to(origin: &str, v: &str, max: Duration) -> Result<Duration, ConfigError> {
     let t = v.trim();
     let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 1e-3)
@@ -1014,6 +1119,8 @@ pub fn parse_duration(origin: &str, v: &str) -> Result<Duration, ConfigError> {
         (n, 1.0)
     } else if let Some(n) = t.strip_suffix('m') {
         (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
     } else {
         (t, 1.0)
     };
@@ -1022,11 +1129,11 @@ pub fn parse_duration(origin: &str, v: &str) -> Result<Duration, ConfigError> {
         .parse()
         .map_err(|_| bad(origin, v, "not a duration (e.g. 10s, 500ms, 2m)"))?;
     let secs = x * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > MAX_DRAIN.as_secs_f64() {
+    if !secs.is_finite() || secs < 0.0 || secs > max.as_secs_f64() {
         return Err(bad(
             origin,
             v,
-            format!("must be between 0 and {}s", MAX_DRAIN.as_secs()),
+            format!("must be between 0 and {}s", max.as_secs()),
         ));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -1146,6 +1253,53 @@ mod tests {
     }
 
     #[test]
+    fn keep_alive_defaults_flags_and_off() {
+        let c = resolve(flags()).unwrap();
+        assert_eq!(
+            c.keep_alive,
+            Some(KeepAlive::with_times(
+                DEFAULT_KEEP_ALIVE,
+                DEFAULT_KEEP_ALIVE_INTERVAL
+            ))
+        );
+        let mut f = flags();
+        f.keep_alive = Some("2h".into());
+        f.keep_alive_interval = Some("250ms".into());
+        let k = resolve(f).unwrap().keep_alive.unwrap();
+        assert_eq!(k.idle, Duration::from_secs(7200));
+        assert_eq!(k.interval, Duration::from_millis(250));
+        assert_eq!(k.probes, 10);
+        let mut f = flags();
+        f.keep_alive = Some("off".into());
+        assert_eq!(resolve(f).unwrap().keep_alive, None);
+        let mut f = flags();
+        f.keep_alive_interval = Some("0".into());
+        let e = resolve(f).unwrap_err().0;
+        assert!(e.contains("--keep-alive-interval"), "{e}");
+        let mut f = flags();
+        f.keep_alive = Some("25h".into());
+        assert!(resolve(f).unwrap_err().0.contains("--keep-alive"));
+    }
+
+    #[test]
+    fn control_group_by_number_or_name() {
+        let dir = std::env::temp_dir().join(format!("lsd-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("group");
+        std::fs::write(&file, "root:x:0:\nlingerstack:x:1234:alice,bob\n").unwrap();
+        assert_eq!(parse_group("g", "42", &file), Ok(42));
+        assert_eq!(parse_group("g", "lingerstack", &file), Ok(1234));
+        let e = parse_group("--control-group", "nobody-here", &file)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("--control-group") && e.contains("no such group"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn bad_values_name_themselves() {
         let mut f = flags();
         f.mtu = Some("70000".into());
@@ -1240,6 +1394,34 @@ mod tests {
         .unwrap_err()
         .0;
         assert!(e.contains("tapp"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn keep_alive_and_control_group_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("lsd-ka-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.toml");
+        std::fs::write(
+            &path,
+            "tap = \"ls9\"\nipv4 = \"10.1.0.2/24\"\nkeep_alive = \"30s\"\n\
+             keep_alive_interval = \"500ms\"\ncontrol_group = 7\n",
+        )
+        .unwrap();
+        let flags = |keep_alive: Option<&str>| Flags {
+            config: Some(path.clone()),
+            log_level: Some("warn".into()),
+            keep_alive: keep_alive.map(String::from),
+            ..Flags::default()
+        };
+        let c = resolve(flags(None)).unwrap();
+        let k = c.keep_alive.unwrap();
+        assert_eq!(
+            (k.idle, k.interval),
+            (Duration::from_secs(30), Duration::from_millis(500))
+        );
+        assert_eq!(c.control_group, Some(7));
+        assert_eq!(resolve(flags(Some("off"))).unwrap().keep_alive, None);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -7,10 +7,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lingerstack_stack::{Counters, SocketInfo};
@@ -21,9 +22,18 @@ use crate::services::{Shared, describe_reason};
 /// How long a control or metrics client may take to send its request.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Bind the control socket. A stale socket file (nobody listening) is replaced; a live one
-/// means another daemon uses the path, which is an error.
-pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
+/// Control clients served at once; one more is told the daemon is busy and closed.
+const MAX_CONTROL_CLIENTS: usize = 16;
+
+/// Bind the control socket, mode 0600, or 0660 and owned by `group` when one is given. A
+/// stale socket file (nobody listening) is replaced; a live one means another daemon uses the
+/// path, which is an error.
+///
+/// The socket is bound under a temporary name in the same directory, given its mode and group,
+/// and only then renamed into place: no client can reach it with looser permissions first.
+pub fn bind_control(path: &Path, group: Option<u32>) -> Result<UnixListener, String> {
+    let fail =
+        |what: &str, e: std::io::Error| format!("control socket {}: {what}{e}", path.display());
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             return Err(format!(
@@ -31,37 +41,79 @@ pub fn bind_control(path: &Path) -> Result<UnixListener, String> {
                 path.display()
             ));
         }
-        std::fs::remove_file(path).map_err(|e| {
-            format!(
-                "control socket {}: removing the stale file: {e}",
-                path.display()
-            )
-        })?;
+        std::fs::remove_file(path).map_err(|e| fail("removing the stale file: ", e))?;
     }
-    UnixListener::bind(path).map_err(|e| format!("control socket {}: {e}", path.display()))
+    let staging = staging_path(path);
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging).map_err(|e| fail("", e))?;
+    let placed = set_access(&staging, group).and_then(|()| std::fs::rename(&staging, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&staging);
+        return Err(fail("setting its mode or group: ", e));
+    }
+    Ok(listener)
 }
 
-/// Serve the control socket on a thread of its own.
+/// A short temporary name next to `path` (a Unix socket path is at most 107 bytes).
+fn staging_path(path: &Path) -> PathBuf {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let name = format!(".lsd{}", std::process::id());
+    dir.map_or_else(|| PathBuf::from(&name), |d| d.join(&name))
+}
+
+/// Mode 0600 (owner only), or 0660 with `group` as the file's group.
+fn set_access(path: &Path, group: Option<u32>) -> std::io::Result<()> {
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Serve the control socket: each client on a thread of its own, so a slow or idle client
+/// delays no other; at most [`MAX_CONTROL_CLIENTS`] at once.
 pub fn serve_control(shared: Arc<Shared>, listener: UnixListener) -> std::io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-                let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-                let mut line = String::new();
-                let _ = BufReader::new(&mut stream).take(256).read_line(&mut line);
-                let answer = match line.trim() {
-                    "status" | "" => status(&shared).to_string(),
-                    other => json!({ "error": format!("unknown request {other:?}; try status") })
-                        .to_string(),
-                };
-                let _ = stream.write_all(answer.as_bytes());
-                let _ = stream.write_all(b"\n");
+                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONTROL_CLIENTS {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+                    let busy = json!({ "error": "busy: too many control clients; try again" });
+                    let _ = stream.write_all(format!("{busy}\n").as_bytes());
+                    continue;
+                }
+                let (shared, done) = (shared.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("control-client".into())
+                    .spawn(move || {
+                        answer(&shared, stream);
+                        done.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = spawned {
+                    log::warn!("control socket: no thread for a client: {e}");
+                    active.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         })?;
     Ok(())
+}
+
+/// Read one request line (bounded in time and size) and answer it.
+fn answer(shared: &Shared, mut stream: UnixStream) {
+    let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+    let mut line = String::new();
+    let _ = BufReader::new(&mut stream).take(256).read_line(&mut line);
+    let answer = match line.trim() {
+        "status" | "" => status(shared).to_string(),
+        other => json!({ "error": format!("unknown request {other:?}; try status") }).to_string(),
+    };
+    let _ = stream.write_all(answer.as_bytes());
+    let _ = stream.write_all(b"\n");
 }
 
 /// Bind the metrics endpoint.
@@ -201,6 +253,11 @@ pub fn status(shared: &Shared) -> Value {
         "gateways": config.gateways(),
         "pcap": config.pcap.as_ref().map(|p| p.display().to_string()),
         "default_linger": config.linger.to_string(),
+        "keep_alive": config.keep_alive.map(|k| json!({
+            "idle_secs": k.idle.as_secs_f64(),
+            "interval_secs": k.interval.as_secs_f64(),
+            "probes": k.probes,
+        })),
         "services": services,
         "counters": counters.as_ref().map(counters_json),
         "connections": connections,
@@ -373,6 +430,20 @@ pub fn render(v: &Value) -> String {
     line(&mut out, format!("addresses  {}", list(&v["addresses"])));
     line(&mut out, format!("gateways   {}", list(&v["gateways"])));
     line(&mut out, format!("pcap       {}", s(&v["pcap"])));
+    let k = &v["keep_alive"];
+    line(
+        &mut out,
+        if k.is_null() {
+            "keep-alive off".to_string()
+        } else {
+            format!(
+                "keep-alive {} s idle, then {} probes {} s apart",
+                s(&k["idle_secs"]),
+                s(&k["probes"]),
+                s(&k["interval_secs"])
+            )
+        },
+    );
     for e in v["services"].as_array().into_iter().flatten() {
         let target = if e["target"].is_null() {
             String::new()

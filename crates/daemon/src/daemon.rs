@@ -136,7 +136,7 @@ impl Daemon {
         };
         for s in &config.services {
             let listen = services::any_addr(s.port);
-            let id = services::stack_listener(&shared.stack, listen)
+            let id = services::stack_listener(&shared.stack, listen, config.keep_alive)
                 .map_err(|e| format!("{} service: {e}", s.kind.name()))?;
             remember(ListenerHandle::Stack(id));
             let serve: Serve = match s.kind {
@@ -155,7 +155,7 @@ impl Daemon {
         for f in &config.forwards {
             match f.direction {
                 Direction::Inbound => {
-                    let id = services::stack_listener(&shared.stack, f.listen)
+                    let id = services::stack_listener(&shared.stack, f.listen, config.keep_alive)
                         .map_err(|e| format!("{}: {e}", f.name()))?;
                     remember(ListenerHandle::Stack(id));
                     let endpoint = Endpoint {
@@ -183,7 +183,7 @@ impl Daemon {
             }
         }
         let control_listener = if control {
-            let l = control::bind_control(&config.control)?;
+            let l = control::bind_control(&config.control, config.control_group)?;
             self.control_path = Some(config.control.clone());
             Some(l)
         } else {

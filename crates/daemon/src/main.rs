@@ -115,6 +115,15 @@ struct RunArgs {
     /// Deadline of a graceful background close (60s by default).
     #[arg(long, value_name = "DURATION")]
     close_deadline: Option<String>,
+    /// Keep-alive idle time of the daemon's connections, or `off` (10m by default).
+    #[arg(long, value_name = "DURATION")]
+    keep_alive: Option<String>,
+    /// Time between unanswered keep-alive probes (1s by default; 10 probes, then a reset).
+    #[arg(long, value_name = "DURATION")]
+    keep_alive_interval: Option<String>,
+    /// Group (name or number) allowed to use the control socket (mode 0660; else 0600).
+    #[arg(long, value_name = "GROUP")]
+    control_group: Option<String>,
     /// A service: KIND:PORT[,LINGER], KIND one of echo, discard, chargen (repeatable).
     #[arg(long, value_name = "SPEC")]
     service: Vec<String>,
@@ -143,6 +152,9 @@ impl From<RunArgs> for Flags {
             metrics: a.metrics,
             drain: a.drain,
             close_deadline: a.close_deadline,
+            keep_alive: a.keep_alive,
+            keep_alive_interval: a.keep_alive_interval,
+            control_group: a.control_group,
             services: a.service,
             forwards: a.forward,
         }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, unbounded};
 
 use crate::command::{
-    CloseMode, CloseOutcome, Command, Done, Failure, Lent, Outcome, Request, Responder, Shutdown,
-    SocketEvent, SocketId, SocketInfo, TcpOptions, Wait,
+    CloseMode, CloseOutcome, Command, Done, Failure, KeepAlive, Lent, Outcome, Request, Responder,
+    Shutdown, SocketEvent, SocketId, SocketInfo, TcpOptions, Wait,
 };
 use crate::config::StackConfig;
 use crate::counters::Counters;
@@ -168,6 +168,20 @@ impl Stack {
     /// Set TCP options.
     pub fn set_options(&self, id: SocketId, options: TcpOptions) -> Result<(), StackError> {
         self.call_unit(Request::SetOptions(id, options))
+    }
+
+    /// Turn TCP keep-alive on with `keep_alive`'s times (see [`KeepAlive`]; `KeepAlive::WINDOWS`
+    /// is what SO_KEEPALIVE means), or off with `None`. On a listener, the connections it
+    /// accepts inherit it. A peer that answers no probe is reset after
+    /// [`KeepAlive::give_up_after`] of silence: calls in progress then fail with
+    /// [`StackError::NetReset`], later ones with [`StackError::TimedOut`]. Times of zero or
+    /// above [`KeepAlive::MAX_TIME`], or a probe count outside 1..=255, are `InvalidInput`.
+    pub fn set_keep_alive(
+        &self,
+        id: SocketId,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<(), StackError> {
+        self.call_unit(Request::SetKeepAlive(id, keep_alive))
     }
 
     /// Watch (or stop watching) a socket's readiness through the event sink.

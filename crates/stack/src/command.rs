@@ -75,8 +75,10 @@ pub enum CloseReason {
     PeerReset,
     /// The connect failed: the peer answered the SYN with a RST.
     Refused,
-    /// smoltcp gave up (retransmission or keep-alive timeout).
+    /// smoltcp gave up (the peer answered nothing while data or a connect waited).
     TimedOut,
+    /// Keep-alive gave up: the peer answered none of its probes (it vanished).
+    KeepAlive,
     /// The link went down or the engine stopped.
     NetworkDown,
 }
@@ -101,10 +103,66 @@ pub struct TcpOptions {
     pub tx_buffer: usize,
     /// TCP_NODELAY: Nagle off.
     pub nodelay: bool,
-    /// Keep-alive interval, if on.
-    pub keep_alive: Option<Duration>,
+    /// Keep-alive, if on (SO_KEEPALIVE, SIO_KEEPALIVE_VALS).
+    pub keep_alive: Option<KeepAlive>,
     /// Abort the connection if the peer does not answer for this long.
     pub timeout: Option<Duration>,
+}
+
+/// TCP keep-alive in Windows' shape: after `idle` without a segment from the peer, a probe;
+/// while unanswered, another every `interval`; `probes` probes unanswered and the connection is
+/// reset. Probes are sent only while nothing waits to be acknowledged (retransmissions and the
+/// peer timeout watch the peer then).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Silence from the peer before the first probe.
+    pub idle: Duration,
+    /// Time between unanswered probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is reset.
+    pub probes: u32,
+}
+
+impl KeepAlive {
+    /// What SO_KEEPALIVE turns on in Windows: 2 hours idle, a probe every second, 10 probes.
+    pub const WINDOWS: KeepAlive = KeepAlive {
+        idle: Duration::from_secs(7200),
+        interval: Duration::from_secs(1),
+        probes: 10,
+    };
+
+    /// Windows' probe count with the given times (SIO_KEEPALIVE_VALS sets only these two).
+    pub fn with_times(idle: Duration, interval: Duration) -> KeepAlive {
+        KeepAlive {
+            idle,
+            interval,
+            probes: KeepAlive::WINDOWS.probes,
+        }
+    }
+
+    /// The longest idle time or interval accepted: about 49.7 days, the most Windows'
+    /// millisecond `u_long` can say.
+    pub const MAX_TIME: Duration = Duration::from_millis(u32::MAX as u64);
+
+    /// How long a peer may stay silent before the connection is reset:
+    /// `idle + interval * probes`.
+    pub fn give_up_after(&self) -> Duration {
+        self.idle
+            .saturating_add(self.interval.saturating_mul(self.probes))
+    }
+
+    /// True when the engine accepts it: idle time and interval above zero and at most
+    /// [`KeepAlive::MAX_TIME`], 1 to 255 probes.
+    pub fn is_valid(&self) -> bool {
+        let time_ok = |t: Duration| !t.is_zero() && t <= Self::MAX_TIME;
+        time_ok(self.idle) && time_ok(self.interval) && (1..=255).contains(&self.probes)
+    }
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        KeepAlive::WINDOWS
+    }
 }
 
 /// A snapshot of one socket's state, as the facade and status pages need it.
@@ -466,6 +524,8 @@ pub enum Request {
     Cancel(SocketId),
     /// Set the socket's TCP options.
     SetOptions(SocketId, TcpOptions),
+    /// Turn keep-alive on with these times, or off (the other options stay as they are).
+    SetKeepAlive(SocketId, Option<KeepAlive>),
     /// A socket's state.
     Info(SocketId),
     /// Every live socket's state.

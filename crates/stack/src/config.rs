@@ -48,8 +48,8 @@ pub struct StackConfig {
     /// A connect whose SYN gets no answer fails after this long (Windows: about 21 s).
     pub connect_timeout: Duration,
     /// A connection whose peer answers nothing for this long while data waits to be
-    /// acknowledged (or a keep-alive probe waits) is aborted: a vanished peer must not hang a
-    /// caller for ever. It must exceed smoltcp's longest retransmission and zero-window probe
+    /// acknowledged is aborted: a vanished peer must not hang a caller for ever (an idle
+    /// connection is keep-alive's business, `TcpOptions::keep_alive`). It must exceed smoltcp's longest retransmission and zero-window probe
     /// interval (60 s), or a live peer that keeps its window shut would be cut off.
     pub peer_timeout: Duration,
 }

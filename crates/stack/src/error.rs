@@ -23,8 +23,10 @@ pub enum StackError {
     ConnRefused,
     /// The peer reset the connection.
     ConnReset,
-    /// The connection was aborted locally (our close deadline, keep-alive or retransmit timeout).
+    /// The connection was aborted locally (abort, unread data, linger timeout, close deadline).
     ConnAborted,
+    /// Keep-alive found the peer gone while this call was in progress (WSAENETRESET).
+    NetReset,
     /// A timed call ran out of time.
     TimedOut,
     /// The socket is not connected.
@@ -58,6 +60,7 @@ impl fmt::Display for StackError {
             Self::ConnRefused => "connection refused",
             Self::ConnReset => "connection reset by peer",
             Self::ConnAborted => "connection aborted",
+            Self::NetReset => "connection broken by keep-alive while the call was in progress",
             Self::TimedOut => "timed out",
             Self::NotConnected => "not connected",
             Self::IsConnected => "already connected",

@@ -17,8 +17,8 @@ pub mod runner;
 
 pub use api::Stack;
 pub use command::{
-    CloseMode, CloseOutcome, CloseReason, Readiness, Shutdown, SocketEvent, SocketId, SocketInfo,
-    TcpOptions, Wait,
+    CloseMode, CloseOutcome, CloseReason, KeepAlive, Readiness, Shutdown, SocketEvent, SocketId,
+    SocketInfo, TcpOptions, Wait,
 };
 pub use config::{Cidr, StackConfig};
 pub use counters::Counters;

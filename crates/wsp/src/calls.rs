@@ -108,7 +108,7 @@ impl Provider {
                 let mut st = shared.lock();
                 st.linger = l.linger;
                 st.nonblocking = l.nonblocking;
-                st.keep_alive = l.keep_alive;
+                st.keep_alive_times = l.keep_alive_times;
             }
             (shared, l.reg.target.clone(), l.reg.mask)
         };

@@ -22,6 +22,7 @@ pub const WSAEAFNOSUPPORT: i32 = 10047;
 pub const WSAEADDRINUSE: i32 = 10048;
 pub const WSAEADDRNOTAVAIL: i32 = 10049;
 pub const WSAENETDOWN: i32 = 10050;
+pub const WSAENETRESET: i32 = 10052;
 pub const WSAECONNABORTED: i32 = 10053;
 pub const WSAECONNRESET: i32 = 10054;
 pub const WSAENOBUFS: i32 = 10055;
@@ -52,6 +53,9 @@ pub const SOCK_STREAM: i32 = 1;
 
 pub const FIONBIO: u32 = 0x8004_667E;
 pub const FIONREAD: u32 = 0x4004_667F;
+/// `_WSAIOW(IOC_VENDOR, 4)`: set keep-alive on/off, idle time and probe interval
+/// (`struct tcp_keepalive`).
+pub const SIO_KEEPALIVE_VALS: u32 = 0x9800_0004;
 
 pub const FD_READ: i32 = 0x01;
 pub const FD_WRITE: i32 = 0x02;

@@ -21,6 +21,7 @@ impl WsaError {
     pub const OPNOTSUPP: WsaError = WsaError(WSAEOPNOTSUPP);
     pub const AFNOSUPPORT: WsaError = WsaError(WSAEAFNOSUPPORT);
     pub const NETDOWN: WsaError = WsaError(WSAENETDOWN);
+    pub const NETRESET: WsaError = WsaError(WSAENETRESET);
     pub const NOTCONN: WsaError = WsaError(WSAENOTCONN);
     pub const CONNRESET: WsaError = WsaError(WSAECONNRESET);
     pub const CONNREFUSED: WsaError = WsaError(WSAECONNREFUSED);
@@ -51,6 +52,7 @@ impl WsaError {
             WSAEADDRINUSE => "WSAEADDRINUSE",
             WSAEADDRNOTAVAIL => "WSAEADDRNOTAVAIL",
             WSAENETDOWN => "WSAENETDOWN",
+            WSAENETRESET => "WSAENETRESET",
             WSAECONNABORTED => "WSAECONNABORTED",
             WSAECONNRESET => "WSAECONNRESET",
             WSAENOBUFS => "WSAENOBUFS",
@@ -96,6 +98,7 @@ impl From<StackError> for WsaError {
             StackError::ConnRefused => WSAECONNREFUSED,
             StackError::ConnReset => WSAECONNRESET,
             StackError::ConnAborted => WSAECONNABORTED,
+            StackError::NetReset => WSAENETRESET,
             StackError::TimedOut => WSAETIMEDOUT,
             StackError::NotConnected => WSAENOTCONN,
             StackError::IsConnected => WSAEISCONN,

@@ -19,6 +19,7 @@ pub mod consts;
 pub mod error;
 pub mod events;
 pub mod ffi;
+pub mod keepalive;
 pub mod linger;
 mod options;
 pub mod overlapped;
@@ -30,6 +31,7 @@ pub use calls::Condition;
 pub use close::ProtocolInfo;
 pub use error::{WsaError, WsaResult};
 pub use events::{Event, EventObject, EventTarget, MessageSink, NetworkEvents};
+pub use keepalive::TcpKeepalive;
 pub use linger::Linger;
 pub use overlapped::{
     ApcQueue, Completion, CompletionPacket, CompletionPort, Overlapped, RecvSink,

@@ -2,21 +2,20 @@
 //! WSPEnumNetworkEvents.
 
 use std::sync::Arc;
-use std::time::Duration;
+
+use lingerstack_stack::CloseReason;
 
 use crate::callback::run_callback;
 use crate::consts::*;
 use crate::error::{WsaError, WsaResult};
 use crate::events::{EventObject, EventTarget, MessageSink, NetworkEvents};
+use crate::keepalive::TcpKeepalive;
 use crate::linger::Linger;
 use crate::provider::Provider;
 
 /// Largest SO_RCVBUF/SO_SNDBUF: buffers are allocated whole when a connection is made, and
 /// smoltcp refuses receive buffers over 1 GiB.
 const MAX_BUFFER: i32 = 64 << 20;
-
-/// Keep-alive interval when SO_KEEPALIVE is on (Windows' default keep-alive time is 2 hours).
-const KEEP_ALIVE: Duration = Duration::from_secs(7200);
 
 /// Read a BOOL/int option value of 1 to 4 bytes (Windows accepts short BOOLs for some options).
 fn read_int(value: Option<&[u8]>, min_len: usize) -> WsaResult<i32> {
@@ -83,14 +82,16 @@ impl Provider {
                 if name == TCP_NODELAY {
                     options.nodelay = on;
                 } else {
-                    options.keep_alive = on.then_some(KEEP_ALIVE);
+                    // Windows: SO_KEEPALIVE on a connection keep-alive already found dead.
+                    let info = stack.info(shared.id)?;
+                    if info.reason == Some(CloseReason::KeepAlive) {
+                        return Err(WsaError::NETRESET);
+                    }
+                    // Windows' defaults (2 h, 1 s, 10 probes) unless SIO_KEEPALIVE_VALS set times.
+                    options.keep_alive = on.then_some(shared.lock().keep_alive_times);
                 }
                 stack.set_options(shared.id, options)?;
-                let mut st = shared.lock();
-                st.options = options;
-                if name == SO_KEEPALIVE {
-                    st.keep_alive = on;
-                }
+                shared.lock().options = options;
             }
             (SOL_SOCKET, SO_ERROR | SO_TYPE | SO_ACCEPTCONN) => return Err(WsaError::NOPROTOOPT),
             (SOL_SOCKET | IPPROTO_TCP, _) => return Err(WsaError::NOPROTOOPT),
@@ -115,7 +116,7 @@ impl Provider {
             (SOL_SOCKET, SO_DONTLINGER) => int(i32::from(st.linger.onoff == 0)),
             (SOL_SOCKET, SO_RCVBUF) => int(st.options.rx_buffer as i32),
             (SOL_SOCKET, SO_SNDBUF) => int(st.options.tx_buffer as i32),
-            (SOL_SOCKET, SO_KEEPALIVE) => int(i32::from(st.keep_alive)),
+            (SOL_SOCKET, SO_KEEPALIVE) => int(i32::from(st.options.keep_alive.is_some())),
             (SOL_SOCKET, SO_TYPE) => int(SOCK_STREAM),
             (SOL_SOCKET, SO_ACCEPTCONN) => int(i32::from(st.listening)),
             (SOL_SOCKET, SO_ERROR) => {
@@ -152,6 +153,31 @@ impl Provider {
             }
             _ => Err(WsaError::INVAL),
         }
+    }
+
+    /// WSPIoctl(SIO_KEEPALIVE_VALS): `input` is a `struct tcp_keepalive` (None stands for a
+    /// NULL buffer). Turns keep-alive on with the given idle time and probe interval (and
+    /// Windows' 10 probes), or off; SO_KEEPALIVE reports the result. NULL or short: WSAEFAULT;
+    /// a zero time or interval with keep-alive on: WSAEINVAL. Accepted connections inherit it.
+    pub fn set_keepalive_vals(&self, s: usize, input: Option<&[u8]>) -> WsaResult<()> {
+        let shared = self.descriptor(s)?;
+        let vals = TcpKeepalive::from_bytes(input)?;
+        let mut options = shared.lock().options;
+        let times = if vals.onoff != 0 {
+            let times = vals.times()?;
+            options.keep_alive = Some(times);
+            Some(times)
+        } else {
+            options.keep_alive = None;
+            None
+        };
+        self.live()?.stack.set_options(shared.id, options)?;
+        let mut st = shared.lock();
+        st.options = options;
+        if let Some(times) = times {
+            st.keep_alive_times = times;
+        }
+        Ok(())
     }
 
     /// WSPEventSelect: record `mask`'s events for `s` and signal `event`; a non-zero mask makes

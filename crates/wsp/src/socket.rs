@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 
-use lingerstack_stack::{Readiness, SocketId, TcpOptions};
+use lingerstack_stack::{KeepAlive, Readiness, SocketId, TcpOptions};
 
 use crate::events::Registration;
 use crate::linger::Linger;
@@ -20,7 +20,9 @@ pub(crate) struct SockState {
     /// The application called shutdown(SD_SEND) (close row C11).
     pub(crate) send_shut: bool,
     pub(crate) options: TcpOptions,
-    pub(crate) keep_alive: bool,
+    /// The keep-alive times SO_KEEPALIVE turns on: Windows' defaults until SIO_KEEPALIVE_VALS
+    /// sets others. Whether keep-alive is on is `options.keep_alive`.
+    pub(crate) keep_alive_times: KeepAlive,
     pub(crate) reg: Registration,
     /// Readiness as the engine last reported it.
     pub(crate) ready: Readiness,
@@ -50,7 +52,7 @@ impl Shared {
             bound: None,
             send_shut: false,
             options,
-            keep_alive: false,
+            keep_alive_times: KeepAlive::WINDOWS,
             reg: Registration::default(),
             ready: Readiness::default(),
             so_error: 0,

@@ -107,7 +107,10 @@ fn connect_outbound(shared: Arc<Shared>, host: TcpStream, peer: SocketAddr, ep: 
             return;
         }
     };
-    if let Err(e) = stack.connect(id, target, Wait::Block(Some(CONNECT_TIMEOUT))) {
+    if let Err(e) = stack
+        .set_keep_alive(id, shared.config.keep_alive)
+        .and_then(|()| stack.connect(id, target, Wait::Block(Some(CONNECT_TIMEOUT))))
+    {
         log::info!(
             "forward-out {peer} -> {target}: connect failed: {e}; resetting the host client"
         );

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use lingerstack_stack::{CloseMode, CloseOutcome, CloseReason, SocketId, Stack, StackError, Wait};
+use lingerstack_stack::{
+    CloseMode, CloseOutcome, CloseReason, KeepAlive, SocketId, Stack, StackError, Wait,
+};
 
 use crate::config::{Config, LingerMode};
 
@@ -230,6 +232,9 @@ impl Conn {
         }
         let why = match e {
             StackError::ConnReset => "reset by the peer (RST)".to_string(),
+            StackError::NetReset | StackError::TimedOut => {
+                "the peer vanished (no answer to keep-alive or retransmissions)".to_string()
+            }
             StackError::NetworkDown => "network down".to_string(),
             other => format!("failed: {other}"),
         };
@@ -270,15 +275,22 @@ pub fn describe_reason(reason: CloseReason) -> &'static str {
         CloseReason::PeerReset => "reset by the peer",
         CloseReason::Refused => "refused by the peer",
         CloseReason::TimedOut => "timed out",
+        CloseReason::KeepAlive => "peer vanished (no answer to keep-alive)",
         CloseReason::NetworkDown => "network down",
     }
 }
 
-/// Open a listener on the stack at `addr` (port on every address when it is unspecified).
-pub fn stack_listener(stack: &Stack, addr: SocketAddr) -> Result<SocketId, String> {
+/// Open a listener on the stack at `addr` (port on every address when it is unspecified);
+/// the connections it accepts inherit `keep_alive`.
+pub fn stack_listener(
+    stack: &Stack,
+    addr: SocketAddr,
+    keep_alive: Option<KeepAlive>,
+) -> Result<SocketId, String> {
     let id = stack.open().map_err(|e| format!("opening a socket: {e}"))?;
     let result = stack
-        .bind(id, addr)
+        .set_keep_alive(id, keep_alive)
+        .and_then(|()| stack.bind(id, addr))
         .and_then(|()| stack.listen(id, BACKLOG));
     if let Err(e) = result {
         let _ = stack.close(id, CloseMode::Abort);

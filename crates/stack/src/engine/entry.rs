@@ -7,6 +7,7 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::Instant;
 
+use super::keepalive::Liveness;
 use crate::command::{CloseReason, Readiness, TcpOptions};
 use crate::error::StackError;
 
@@ -50,6 +51,8 @@ pub(crate) struct Entry {
     pub(crate) progress_at: Option<smoltcp::time::Instant>,
     /// Send and receive queue lengths at the last check.
     pub(crate) queues: (usize, usize),
+    /// Keep-alive's account of when the peer was last heard and the probes since.
+    pub(crate) liveness: Liveness,
     /// Send readiness changes to the event sink.
     pub(crate) watch: bool,
     pub(crate) last_ready: Readiness,
@@ -68,6 +71,7 @@ impl Entry {
             last_state: State::Closed,
             progress_at: None,
             queues: (0, 0),
+            liveness: Liveness::default(),
             watch: false,
             last_ready: Readiness::default(),
         }
@@ -86,7 +90,8 @@ pub(crate) fn reason_error(reason: CloseReason) -> Option<StackError> {
         CloseReason::PeerReset => Some(StackError::ConnReset),
         CloseReason::Refused => Some(StackError::ConnRefused),
         CloseReason::NetworkDown => Some(StackError::NetworkDown),
-        CloseReason::TimedOut => Some(StackError::TimedOut),
+        // A vanished peer: "the system on the other end went down without notice" (WSAETIMEDOUT).
+        CloseReason::TimedOut | CloseReason::KeepAlive => Some(StackError::TimedOut),
         CloseReason::LocalAbort
         | CloseReason::UnreadData
         | CloseReason::LingerTimeout

@@ -7,6 +7,7 @@ mod buffers;
 mod close;
 mod entry;
 mod listen;
+mod keepalive;
 mod ops;
 mod ports;
 
@@ -124,6 +125,8 @@ pub struct Engine {
     listeners_dirty: bool,
     /// When listeners are next tended even if nothing happened.
     next_tend: Instant,
+    /// When keep-alive next needs the engine (the earliest probe or give-up of any connection).
+    keep_alive_due: Option<Instant>,
 }
 
 impl Drop for Engine {
@@ -199,6 +202,7 @@ impl Engine {
             buffers: BufferPool::default(),
             listeners_dirty: false,
             next_tend: now,
+            keep_alive_due: None,
         })
     }
 
@@ -311,6 +315,21 @@ impl Engine {
                     .map(|()| Done::Unit)
                     .map_err(Failure::from),
             ),
+            Request::SetKeepAlive(id, keep_alive) => {
+                let outcome = match self.entries.get(&id) {
+                    Some(entry) => {
+                        let options = TcpOptions {
+                            keep_alive,
+                            ..entry.options
+                        };
+                        self.set_options(id, options)
+                            .map(|()| Done::Unit)
+                            .map_err(Failure::from)
+                    }
+                    None => Err(StackError::NotSocket.into()),
+                };
+                reply.send(outcome);
+            }
             Request::Info(id) => reply.send(
                 self.info(id)
                     .map(|i| Done::Info(Box::new(i)))
@@ -373,6 +392,7 @@ impl Engine {
             earliest(Some(c.next_check()));
         }
         earliest(self.device.next_release());
+        earliest(self.keep_alive_due);
         if let Life::Stopping { until, .. } = self.life {
             earliest(Some(until));
         }
@@ -408,9 +428,15 @@ impl Engine {
         {
             return Err(StackError::InvalidInput);
         }
+        if options.keep_alive.is_some_and(|k| !k.is_valid()) {
+            return Err(StackError::InvalidInput);
+        }
         let entry = self.entries.get_mut(&id).ok_or(StackError::NotSocket)?;
         entry.options = options;
         // Buffers are fixed at creation; Nagle, keep-alive and timeout apply to live sockets.
+        if options.keep_alive.is_none() {
+            entry.liveness = Default::default();
+        }
         let handles: Vec<SocketHandle> = match &entry.kind {
             Kind::Fresh => vec![],
             Kind::Conn(h) => vec![*h],
@@ -537,26 +563,34 @@ impl Engine {
         }
     }
 
-    /// Release every parked call on `id`: blocking ones with Interrupted, overlapped ones with
-    /// OperationAborted (a send reports the bytes it had queued), as a close does (C16, C17).
-    fn release_waiters(&mut self, id: SocketId) {
+    /// Answer every parked call on `id` (a linger close excepted) with the error `error_of`
+    /// picks for it; a send reports the bytes it had queued.
+    fn answer_waiters(&mut self, id: SocketId, error_of: impl Fn(&Waiter) -> StackError) {
         let (mine, rest): (Vec<Waiter>, Vec<Waiter>) = self
             .waiters
             .drain(..)
             .partition(|w| w.id == id && !matches!(w.op, Op::Linger { .. }));
         self.waiters = rest;
         for w in mine {
-            let error = if w.overlapped {
-                StackError::OperationAborted
-            } else {
-                StackError::Interrupted
-            };
+            let error = error_of(&w);
             let bytes = match w.op {
                 Op::Send { queued, .. } => queued,
                 _ => 0,
             };
             w.reply.send(Err(Failure { error, bytes }));
         }
+    }
+
+    /// Release every parked call on `id`: blocking ones with Interrupted, overlapped ones with
+    /// OperationAborted (a send reports the bytes it had queued), as a close does (C16, C17).
+    fn release_waiters(&mut self, id: SocketId) {
+        self.answer_waiters(id, |w| {
+            if w.overlapped {
+                StackError::OperationAborted
+            } else {
+                StackError::Interrupted
+            }
+        });
     }
 
     fn info(&mut self, id: SocketId) -> Option<SocketInfo> {
@@ -686,10 +720,10 @@ impl Engine {
     }
 }
 
-/// Nagle, keep-alive and timeout: the options smoltcp lets us change on a live socket.
+/// Nagle and timeout: the options smoltcp lets us change on a live socket. Keep-alive is the
+/// engine's own (`keepalive.rs`): smoltcp's stays off.
 fn apply_live_options(socket: &mut tcp::Socket<'static>, options: &TcpOptions) {
     socket.set_nagle_enabled(!options.nodelay);
-    socket.set_keep_alive(options.keep_alive.map(Duration::from));
     socket.set_timeout(options.timeout.map(Duration::from));
 }
 

@@ -1,6 +1,7 @@
 //! The socket calls: bind, connect, send, recv, shutdown, and the per-poll tracking of
 //! connections the application still holds (listening is in `listen.rs`).
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::iface::SocketHandle;
@@ -9,10 +10,12 @@ use smoltcp::time::{Duration as SmolDuration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
 use super::entry::{self, Entry, Kind};
+use super::keepalive::{self, Step};
 use super::{Engine, endpoint_addr};
-use crate::command::{CloseReason, Done, Failure, Lent, Shutdown, SocketId, TcpOptions};
+use crate::command::{CloseReason, Done, Failure, KeepAlive, Lent, Shutdown, SocketId, TcpOptions};
 use crate::config::StackConfig;
 use crate::error::StackError;
+use crate::link::heard::PeerKey;
 
 impl Engine {
     pub(super) fn entry(&mut self, id: SocketId) -> Result<&mut Entry, StackError> {
@@ -251,10 +254,14 @@ impl Engine {
     }
 
     /// After a poll: notice what happened to live connections that the engine did not cause
-    /// (peer RST, peer FIN, timeouts) and enforce a receive shutdown. True when a socket was
-    /// aborted and needs a poll.
+    /// (peer RST, peer FIN, timeouts), enforce a receive shutdown, and run keep-alive. True
+    /// when a socket was aborted or a probe is due and needs a poll.
     pub(super) fn track_connections(&mut self, now: Instant) -> bool {
         let mut again = false;
+        let mut vanished = Vec::new();
+        let mut keep_alive_due: Option<Instant> = None;
+        let mut watching = false;
+        let heard = self.device.heard_peers();
         for (id, entry) in self.entries.iter_mut() {
             let Kind::Conn(handle) = entry.kind else {
                 continue;
@@ -299,9 +306,74 @@ impl Engine {
             if socket.timeout() != wanted {
                 socket.set_timeout(wanted);
             }
+            let Some(keep_alive) = entry.options.keep_alive else {
+                continue;
+            };
+            watching = true;
+            match keep_alive_step(entry, socket, &keep_alive, heard, now) {
+                None => {}
+                Some(Step::Wait(due)) => {
+                    keep_alive_due = Some(keep_alive_due.map_or(due, |d| d.min(due)));
+                }
+                Some(Step::Probe) => {
+                    log::trace!("{id:?} keep-alive probe");
+                    keepalive::probe_now(socket);
+                    // The next probe (or the give-up) is due one interval on.
+                    let due = now + SmolDuration::from(keep_alive.interval);
+                    keep_alive_due = Some(keep_alive_due.map_or(due, |d| d.min(due)));
+                    again = true;
+                }
+                Some(Step::GiveUp) => {
+                    log::debug!(
+                        "{id:?} keep-alive: no answer to {} probes, reset",
+                        keep_alive.probes
+                    );
+                    socket.abort();
+                    entry.reason = Some(CloseReason::KeepAlive);
+                    entry.last_state = State::Closed;
+                    self.stats.resets_sent += 1;
+                    vanished.push(*id);
+                    again = true;
+                }
+            }
+        }
+        self.keep_alive_due = keep_alive_due;
+        self.device.forget_peers();
+        self.device.note_peers(watching);
+        for id in vanished {
+            // Calls in progress learn that keep-alive broke the connection under them (Windows'
+            // WSAENETRESET); later calls get the connection's error (WSAETIMEDOUT).
+            self.answer_waiters(id, |_| StackError::NetReset);
         }
         again
     }
+}
+
+/// Keep-alive for one connection after a poll: None when it is not probed now (a state
+/// without keep-alive, or data in flight, which retransmissions and the peer timeout watch).
+fn keep_alive_step(
+    entry: &mut Entry,
+    socket: &tcp::Socket<'static>,
+    keep_alive: &KeepAlive,
+    heard: &HashSet<PeerKey>,
+    now: Instant,
+) -> Option<Step> {
+    let key = socket.remote_endpoint().zip(socket.local_endpoint());
+    if key.is_some_and(|(remote, local)| {
+        heard.contains(&PeerKey {
+            addr: remote.addr,
+            port: remote.port,
+            local_port: local.port,
+        })
+    }) {
+        entry.liveness.heard(now);
+    }
+    if !keepalive::probed_state(socket.state()) || socket.send_queue() > 0 {
+        entry.liveness.pause(now);
+        return None;
+    }
+    entry.liveness.watch_from(now);
+    Some(entry.liveness.step(keep_alive, now))
 }
 
 /// Where a receive puts its bytes.
@@ -322,8 +394,8 @@ impl RecvInto<'_> {
 }
 
 /// How long smoltcp may hear nothing from the peer before it aborts the connection: while
-/// connecting; while data waits to be acknowledged; with keep-alive on. An idle connection
-/// with nothing outstanding never times out (unless the application set a timeout).
+/// connecting; while data waits to be acknowledged. An idle connection with nothing outstanding
+/// is keep-alive's business (unless the application set a timeout).
 fn liveness_timeout(
     state: State,
     send_queue: usize,
@@ -334,8 +406,7 @@ fn liveness_timeout(
     match state {
         State::SynSent | State::SynReceived => Some(SmolDuration::from(config.connect_timeout)),
         _ if send_queue > 0 => own.or(Some(SmolDuration::from(config.peer_timeout))),
-        _ => own.or(options
-            .keep_alive
-            .map(|k| SmolDuration::from(k + config.peer_timeout))),
+        // Keep-alive watches an idle connection itself (`keepalive.rs`).
+        _ => own,
     }
 }

@@ -14,6 +14,7 @@ use smoltcp::time::Instant;
 use super::Link;
 use super::fault::{FaultConfig, Faults, Verdict};
 use super::guard::{GuardVerdict, SegmentGuard};
+use super::heard::{Heard, PeerKey};
 use super::pcap::PcapSink;
 use crate::counters::Counters;
 
@@ -65,6 +66,8 @@ pub struct LinkDevice {
     rx_len: usize,
     tx: TxSide,
     mtu: usize,
+    /// The TCP peers of delivered frames, while keep-alive needs them.
+    heard: Heard,
 }
 
 impl LinkDevice {
@@ -92,7 +95,23 @@ impl LinkDevice {
                 failure: None,
             },
             mtu,
+            heard: Heard::default(),
         }
+    }
+
+    /// Note (or stop noting) the TCP peer of every frame delivered to smoltcp.
+    pub(crate) fn note_peers(&mut self, on: bool) {
+        self.heard.set_on(on);
+    }
+
+    /// The TCP peers heard from since [`LinkDevice::forget_peers`].
+    pub(crate) fn heard_peers(&self) -> &std::collections::HashSet<PeerKey> {
+        self.heard.peers()
+    }
+
+    /// Forget the peers heard so far.
+    pub(crate) fn forget_peers(&mut self) {
+        self.heard.clear();
     }
 
     /// The link's IP MTU.
@@ -213,6 +232,10 @@ impl LinkDevice {
         let frame = &mut self.rx_buf[..self.rx_len];
         match self.tx.guard.inbound(frame, again, now) {
             GuardVerdict::Pass(len) => {
+                // A segment the guard turned into a probe is no sign of life from the peer.
+                if len == self.rx_len {
+                    self.heard.note(&self.rx_buf[..len]);
+                }
                 self.rx_len = len;
                 true
             }

@@ -46,6 +46,7 @@ pub trait Link: Send + 'static {
 pub mod device;
 pub mod fault;
 pub mod guard;
+pub mod heard;
 pub mod memory;
 pub mod pcap;
 

@@ -401,7 +401,7 @@ unsafe extern "system" fn WSPIoctl(
     int_call(lpErrno, || {
         let run = run()?;
         if !lpOverlapped.is_null() || lpCompletionRoutine.is_some() {
-            // FIONBIO and FIONREAD answer at once; overlapped ioctls are not offered.
+            // Every ioctl here answers at once; overlapped ioctls are not offered.
             return Err(WsaError::OPNOTSUPP);
         }
         match dwIoControlCode {
@@ -427,6 +427,18 @@ unsafe extern "system" fn WSPIoctl(
                 run.provider.ioctl(s, FIONREAD, &mut arg)?;
                 out.copy_from_slice(&arg.to_ne_bytes());
                 raw::write_opt(lpcbBytesReturned, 4);
+                Ok(())
+            }
+            SIO_KEEPALIVE_VALS => {
+                // A NULL or short `struct tcp_keepalive` is WSAEFAULT (after WSAENOTSOCK).
+                let len = crate::keepalive::TcpKeepalive::SIZE;
+                let input = if lpvInBuffer.is_null() || (cbInBuffer as usize) < len {
+                    None
+                } else {
+                    Some(raw::bytes(lpvInBuffer as *const u8, len)?)
+                };
+                run.provider.set_keepalive_vals(s, input)?;
+                raw::write_opt(lpcbBytesReturned, 0);
                 Ok(())
             }
             code => {

@@ -471,6 +471,49 @@ static void closed(SOCKET l) {
     printf("ok c02 closed descriptor: WSAENOTSOCK everywhere\n");
 }
 
+/* SO_KEEPALIVE and SIO_KEEPALIVE_VALS: bad buffers, get and set, inheritance by accept. */
+static int keepalive_on(SOCKET s) {
+    int32_t err = 0, on = -1, len = 4;
+    CHECK(P.lpWSPGetSockOpt(s, SOL_SOCKET_WIN, SO_KEEPALIVE_WIN, (char *)&on, &len, &err) == 0);
+    CHECK(len == 4);
+    return on;
+}
+
+static int keepalive_vals(SOCKET s, const void *in, DWORD len, int32_t *err) {
+    DWORD ret = 99;
+    return P.lpWSPIoctl(s, SIO_KEEPALIVE_VALS_WIN, (void *)in, len, NULL, 0, &ret, NULL, NULL, NULL, err);
+}
+
+static void keepalive(void) {
+    int32_t err = 0, on = 1;
+    TCPKEEPALIVE vals = {1, 1000, 250}, zero = {1, 0, 250}, off = {0, 0, 0};
+    SOCKET s = new_socket(), l, c, a;
+    CHECK(keepalive_on(s) == 0);
+    CHECK(keepalive_vals(s, NULL, sizeof vals, &err) == SOCKET_ERROR && err == WSAEFAULT);
+    CHECK(keepalive_vals(s, &vals, 8, &err) == SOCKET_ERROR && err == WSAEFAULT);
+    CHECK(keepalive_vals(s, &zero, sizeof zero, &err) == SOCKET_ERROR && err == WSAEINVAL);
+    CHECK(keepalive_vals((SOCKET)0x4242, &vals, sizeof vals, &err) == SOCKET_ERROR && err == WSAENOTSOCK);
+    CHECK(keepalive_on(s) == 0);
+    CHECK(keepalive_vals(s, &vals, sizeof vals, &err) == 0);
+    CHECK(keepalive_on(s) == 1);
+    CHECK(keepalive_vals(s, &off, sizeof off, &err) == 0);
+    CHECK(keepalive_on(s) == 0);
+    CHECK(P.lpWSPSetSockOpt(s, SOL_SOCKET_WIN, SO_KEEPALIVE_WIN, (const char *)&on, 4, &err) == 0);
+    CHECK(keepalive_on(s) == 1);
+    CHECK(P.lpWSPSetSockOpt(s, SOL_SOCKET_WIN, SO_KEEPALIVE_WIN, NULL, 4, &err) == SOCKET_ERROR && err == WSAEFAULT);
+    CHECK(P.lpWSPCloseSocket(s, &err) == 0);
+    /* a listener's keep-alive goes to the connections it accepts */
+    l = listener(ME, 7100, 0);
+    CHECK(keepalive_vals(l, &vals, sizeof vals, &err) == 0);
+    pair(l, 7100, &c, &a);
+    CHECK(keepalive_on(a) == 1);
+    CHECK(keepalive_on(c) == 0);
+    CHECK(P.lpWSPCloseSocket(c, &err) == 0);
+    CHECK(P.lpWSPCloseSocket(a, &err) == 0);
+    CHECK(P.lpWSPCloseSocket(l, &err) == 0);
+    printf("ok keep-alive: SO_KEEPALIVE, SIO_KEEPALIVE_VALS, inherited by accept\n");
+}
+
 static void selecting(SOCKET l) {
     int32_t err = 0;
     SOCKET c, a;
@@ -520,6 +563,7 @@ static int mem(void) {
     duplicate(l);
     closed(l);
     selecting(l);
+    keepalive();
     /* nesting: a second startup needs a second cleanup */
     CHECK(startup_with(up) == 0);
     CHECK(P.lpWSPCleanup(&err) == 0);

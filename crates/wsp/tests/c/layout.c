@@ -17,6 +17,8 @@ int check_layout(void) {
     SIZE(WSANETWORKEVENTS, 44); OFF(WSANETWORKEVENTS, lNetworkEvents, 0); OFF(WSANETWORKEVENTS, iErrorCode, 4);
     SIZE(WSATHREADID, 16); OFF(WSATHREADID, ThreadHandle, 0); OFF(WSATHREADID, Reserved, 8);
     SIZE(LINGER, 4); OFF(LINGER, l_onoff, 0); OFF(LINGER, l_linger, 2);
+    SIZE(TCPKEEPALIVE, 12); OFF(TCPKEEPALIVE, onoff, 0); OFF(TCPKEEPALIVE, keepalivetime, 4);
+    OFF(TCPKEEPALIVE, keepaliveinterval, 8);
     SIZE(WSAFDSET, 520); OFF(WSAFDSET, fd_count, 0); OFF(WSAFDSET, fd_array, 8);
     SIZE(TIMEVAL, 8); OFF(TIMEVAL, tv_sec, 0); OFF(TIMEVAL, tv_usec, 4);
     SIZE(WSASOCKADDR, 16); OFF(WSASOCKADDR, sa_family, 0); OFF(WSASOCKADDR, sa_data, 2);
