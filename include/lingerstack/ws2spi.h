@@ -2,7 +2,7 @@
  * lingerstack/ws2spi.h: the Winsock service provider interface of liblingerstack_wsp on Linux.
  *
  * The shapes of Windows' ws2spi.h with fixed-width types (Windows is LLP64: its long is 32 bits),
- * as shared/spec/wsp-abi.md lays them out. Usable from C99 and C++. The provider's Rust code
+ * as docs/abi.md describes them. Usable from C99 and C++. The provider's Rust code
  * (crates/wsp/src/ffi/types.rs) pins the same sizes and offsets; crates/wsp/tests/c/layout.c
  * checks them from C.
  *

@@ -3,7 +3,7 @@
 //! [`Provider`] offers the WSP* calls in Rust with Windows' error codes ([`WsaError`]);
 //! descriptors are `usize` values that never come back once closed. WSPCloseSocket
 //! ([`Provider::close_socket`]) applies the socket's linger setting as
-//! `shared/spec/close-semantics.md` says: graceful FIN in the background, RST at once, a
+//! `docs/close-semantics.md` describes: graceful FIN in the background, RST at once, a
 //! blocking linger with a deadline, or WSAEWOULDBLOCK for a non-blocking socket that cannot
 //! finish. Network events ([`events`]) and overlapped completions ([`overlapped`]) are delivered
 //! by a dispatcher thread: never on the engine thread, never under a provider lock.

@@ -1,4 +1,4 @@
-//! The wire rows of the close contract (shared/spec/close-semantics.md), against the Linux
+//! The wire rows of the close contract (docs/close-semantics.md), against the Linux
 //! kernel of a private namespace over a real TAP, with the kernel-side capture as evidence.
 //!
 //! Each test: namespace + TAP, capture started before the TAP is opened, the provider on the

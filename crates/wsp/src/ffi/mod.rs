@@ -1,5 +1,5 @@
 //! The C ABI: `liblingerstack_wsp.so` (and `.a`) as a Winsock service provider on Linux
-//! (shared/spec/wsp-abi.md). `WSPStartup` fills the 30-entry WSPPROC_TABLE with the functions of
+//! (`docs/abi.md`). `WSPStartup` fills the 30-entry WSPPROC_TABLE with the functions of
 //! [`procs`], each a thin shell around [`Provider`](crate::Provider): arguments checked and
 //! copied in by [`raw`] (the only module that touches a C pointer), the call made inside
 //! `catch_unwind`, the result and the Winsock error code written back.

@@ -1,4 +1,4 @@
-//! The C shapes of ws2spi.h on Linux x86-64 (shared/spec/wsp-abi.md, "Types"), field for field,
+//! The C shapes of ws2spi.h on Linux x86-64 (see `docs/abi.md`, "Types"), field for field,
 //! with every size and field offset pinned by a compile-time assertion. The C header
 //! `include/lingerstack/ws2spi.h` declares the same shapes and `tests/c/layout.c` checks the same
 //! numbers from C.
