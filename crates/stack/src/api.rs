@@ -32,6 +32,11 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A [`StackBuilder`](crate::StackBuilder): addresses and bounds, then `start` on a link.
+    pub fn builder() -> crate::builder::StackBuilder {
+        crate::builder::StackBuilder::default()
+    }
+
     /// Start an engine on `link`. Readiness changes of watched sockets go to `events`.
     pub fn start(
         config: StackConfig,
@@ -140,6 +145,18 @@ impl Stack {
     pub fn recv(&self, id: SocketId, max: usize, wait: Wait) -> Result<Vec<u8>, StackError> {
         match self
             .call(Request::Recv(id, max, wait))
+            .map_err(|f| f.error)?
+        {
+            Done::Received(data) => Ok(data),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Copy up to `max` received bytes without consuming them (MSG_PEEK); empty is end of
+    /// stream.
+    pub fn peek(&self, id: SocketId, max: usize, wait: Wait) -> Result<Vec<u8>, StackError> {
+        match self
+            .call(Request::Peek(id, max, wait))
             .map_err(|f| f.error)?
         {
             Done::Received(data) => Ok(data),

@@ -9,6 +9,7 @@ mod entry;
 mod listen;
 mod ops;
 mod ports;
+mod ready;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -57,6 +58,10 @@ enum Op {
     /// Receive into the caller's lent buffer.
     RecvLent {
         buf: Lent,
+    },
+    /// Copy received bytes without consuming them.
+    Peek {
+        max: usize,
     },
     /// A blocking linger close; `handle` is the socket, already out of the id table.
     Linger {
@@ -124,6 +129,8 @@ pub struct Engine {
     listeners_dirty: bool,
     /// When listeners are next tended even if nothing happened.
     next_tend: Instant,
+    /// Tasks waiting for a socket's readiness (`Request::Ready`).
+    ready: ready::ReadyWaits,
 }
 
 impl Drop for Engine {
@@ -199,6 +206,7 @@ impl Engine {
             buffers: BufferPool::default(),
             listeners_dirty: false,
             next_tend: now,
+            ready: ready::ReadyWaits::default(),
         })
     }
 
@@ -291,6 +299,8 @@ impl Engine {
                 self.report_again(id);
                 self.start(id, Op::RecvLent { buf }, wait, reply, now)
             }
+            Request::Peek(id, max, wait) => self.start(id, Op::Peek { max }, wait, reply, now),
+            Request::Ready(id, interest) => self.wait_ready(id, interest, reply),
             Request::Shutdown(id, how) => reply.send(
                 self.shutdown(id, how)
                     .map(|()| Done::Unit)
@@ -352,6 +362,7 @@ impl Engine {
             }
         }
         self.emit_events();
+        self.settle_ready();
         self.device.flush();
     }
 
@@ -487,6 +498,7 @@ impl Engine {
             Op::Send { data, queued } => self.try_send(id, data.bytes(), queued),
             Op::Recv { max } => self.try_recv(id, RecvInto::Vec(*max)),
             Op::RecvLent { buf } => self.try_recv(id, RecvInto::Lent(buf)),
+            Op::Peek { max } => self.try_recv(id, RecvInto::Peek(*max)),
             Op::Linger { handle, reset } => Ok(self.linger_done(*handle, *reset)),
         }
     }
@@ -667,6 +679,7 @@ impl Engine {
             entry.reason.get_or_insert(CloseReason::NetworkDown);
         }
         self.emit_events_all_down();
+        self.settle_ready();
     }
 
     fn emit_events_all_down(&mut self) {
