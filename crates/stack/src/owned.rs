@@ -87,6 +87,7 @@ impl OwnedSocket {
 
     /// Hand the id over for a close the caller carries out itself (an async close): the
     /// linger setting, and no close on drop.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn take(mut self) -> (Stack, SocketId, Option<Duration>) {
         self.closed = true;
         let linger = self.settings().linger;
