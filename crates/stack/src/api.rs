@@ -25,7 +25,9 @@ struct Inner {
 }
 
 /// A handle to a running engine. Cheap to clone; every method may be called from any thread.
-/// When the last handle is dropped the engine resets what is open and stops.
+/// The sockets of [`crate::net`] and `crate::tokio` hold a handle each, so the engine runs
+/// until the last handle and the last such socket are gone (or [`Stack::stop`]); then it
+/// resets what is open, gives closing connections 2 s, and stops.
 #[derive(Clone)]
 pub struct Stack {
     inner: Arc<Inner>,

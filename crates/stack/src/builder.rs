@@ -69,7 +69,8 @@ impl StackBuilder {
         self
     }
 
-    /// The whole configuration, for the settings that have no setter of their own.
+    /// The whole configuration, for the settings that have no setter of their own. It
+    /// replaces everything set before, so call it first.
     pub fn config(mut self, config: StackConfig) -> Self {
         self.config = config;
         self
