@@ -292,3 +292,26 @@ fn tokio_many_connections_on_one_thread() {
         server.await.unwrap();
     });
 }
+
+/// The spec's promises about auto traits, checked at compile time.
+#[test]
+fn handles_are_send_sync_and_unpin() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn unpin<T: Unpin>() {}
+    send_sync::<Stack>();
+    send_sync::<TcpStream>();
+    send_sync::<TcpListener>();
+    #[cfg(feature = "tokio")]
+    {
+        use lingerstack_stack::tokio as t;
+        send_sync::<t::TcpStream>();
+        send_sync::<t::TcpListener>();
+        send_sync::<t::OwnedReadHalf>();
+        send_sync::<t::OwnedWriteHalf>();
+        unpin::<t::TcpStream>();
+        unpin::<t::TcpListener>();
+        unpin::<t::OwnedReadHalf>();
+        unpin::<t::OwnedWriteHalf>();
+    }
+    unpin::<TcpStream>();
+}
