@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::api::Stack;
-use crate::command::{CloseMode, CloseOutcome, SocketId, SocketInfo};
+use crate::command::{CloseMode, CloseOutcome, Request, Responder, SocketId, SocketInfo};
 use crate::error::StackError;
 
 /// Per-socket settings of the Rust API (the engine keeps the TCP options itself).
@@ -42,7 +42,7 @@ pub(crate) fn close_mode(linger: Option<Duration>, waits: bool) -> CloseMode {
 }
 
 /// One socket id of one engine, with its settings. Dropping it closes the id by the settings
-/// (errors go to the log).
+/// (errors go to the log); a non-blocking one only hands the close to the engine.
 pub(crate) struct OwnedSocket {
     pub(crate) stack: Stack,
     pub(crate) id: SocketId,
@@ -112,7 +112,19 @@ impl Drop for OwnedSocket {
         if self.closed {
             return;
         }
-        match self.close_by_settings() {
+        let settings = *self.settings();
+        let mode = close_mode(settings.linger, !settings.nonblocking);
+        if settings.nonblocking {
+            // Never wait in a non-blocking (or async) drop, not even for the engine's answer:
+            // hand the close over and go. Commands are applied in order, so nothing sent
+            // later on this stack can overtake it.
+            let (tx, _nobody) = crossbeam_channel::bounded(1);
+            let request = Request::Close(self.id, mode);
+            self.stack.submit(request, Responder::new(tx, 0));
+            log::debug!("{:?} dropped: {mode:?} handed to the engine", self.id);
+            return;
+        }
+        match self.stack.close(self.id, mode) {
             Ok(outcome) => log::debug!("{:?} dropped: {outcome:?}", self.id),
             Err(e) => log::debug!("{:?} dropped; its close failed: {e}", self.id),
         }
