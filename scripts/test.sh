@@ -8,8 +8,20 @@
 # TAP tests need root (CAP_NET_ADMIN, /dev/net/tun, iproute2) and skip loudly without it;
 # LINGERSTACK_REQUIRE_TAP=1 makes a skip a failure (CI sets it).
 # Extra arguments go to the test runner (e.g. a filter).
+#
+# nextest does not run doctests, so the documentation's examples (the Rust API's among them,
+# on the in-memory link) run afterwards with `cargo test --doc`, skipped when a filter is given.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/setup.sh
-exec cargo nextest run --workspace --no-fail-fast "$@"
+status=0
+cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+if [ "$#" -eq 0 ]; then
+    # Crates without doctests print "0 passed" last; the total says what ran.
+    log="$(mktemp)"
+    cargo test --doc --workspace --all-features 2>&1 | tee "$log" || status=$?
+    awk '/^test result:/ { p += $4; f += $6 } END { printf "doctests: %d passed, %d failed\n", p, f }' "$log"
+    rm -f "$log"
+fi
+exit "$status"

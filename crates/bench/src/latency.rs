@@ -22,6 +22,7 @@ pub fn run(settings: &Settings) -> Vec<Record> {
     if settings.measures(baseline_kernel::NAME) {
         out.extend(baseline_kernel::latency(settings));
     }
+    out.extend(crate::faces::latency(settings));
     out
 }
 

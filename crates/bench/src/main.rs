@@ -8,6 +8,7 @@ mod baseline_kernel;
 mod baseline_smoltcp;
 mod closelat;
 mod connrate;
+mod faces;
 mod latency;
 mod memory;
 mod report;
@@ -44,7 +45,8 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     mtu: Vec<u32>,
     /// Throughput and latency only of these implementations (comma separated: lingerstack,
-    /// smoltcp-bare, kernel-veth; default all). For profiling; ratios need all three.
+    /// lingerstack-std, lingerstack-tokio, smoltcp-bare, kernel-veth; default all). For
+    /// profiling; ratios need the baselines.
     #[arg(long = "impl", value_delimiter = ',')]
     impls: Vec<String>,
     /// Idle connections in the memory measurement (default: 1000 quick, 10,000 full).

@@ -155,7 +155,54 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(md, "{line}");
         }
     }
+    let faces = face_ratios(&r.records);
+    if !faces.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## The Rust faces (face median / Stack API median, same run)\n\n| group | case | MTU | metric | lingerstack-std | lingerstack-tokio |\n|---|---|---|---|---|---|"
+        );
+        for line in faces {
+            let _ = writeln!(md, "{line}");
+        }
+    }
     md
+}
+
+/// Each Stack API record that has face records beside it: face median / Stack API median.
+fn face_ratios(records: &[Record]) -> Vec<String> {
+    let mut out = Vec::new();
+    for ls in records.iter().filter(|r| r.implementation == "lingerstack") {
+        let Some(s) = ls.spread.filter(|s| s.median != 0.0) else {
+            continue;
+        };
+        let ratio = |imp: &str| {
+            records
+                .iter()
+                .find(|r| {
+                    r.implementation == imp
+                        && r.group == ls.group
+                        && r.metric == ls.metric
+                        && r.mtu == ls.mtu
+                        && r.case == ls.case
+                })
+                .and_then(|r| r.spread)
+                .map_or("n/a".to_string(), |f| format!("{:.2}", f.median / s.median))
+        };
+        let (std, tokio) = (ratio("lingerstack-std"), ratio("lingerstack-tokio"));
+        if std == "n/a" && tokio == "n/a" {
+            continue;
+        }
+        out.push(format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            ls.group,
+            cell(&ls.case),
+            ls.mtu.map_or("-".into(), |m| m.to_string()),
+            ls.metric,
+            std,
+            tokio
+        ));
+    }
+    out
 }
 
 fn ratios(records: &[Record]) -> Vec<String> {

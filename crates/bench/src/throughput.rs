@@ -37,6 +37,9 @@ pub fn run(settings: &Settings) -> Vec<Record> {
         if settings.measures(baseline_kernel::NAME) {
             out.extend(baseline_kernel::throughput(settings, mtu));
         }
+        if mtu == 1500 {
+            out.extend(crate::faces::throughput(settings));
+        }
     }
     out
 }

@@ -25,13 +25,20 @@ struct Inner {
 }
 
 /// A handle to a running engine. Cheap to clone; every method may be called from any thread.
-/// When the last handle is dropped the engine resets what is open and stops.
+/// The sockets of [`crate::net`] and `crate::tokio` hold a handle each, so the engine runs
+/// until the last handle and the last such socket are gone (or [`Stack::stop`]); then it
+/// resets what is open, gives closing connections 2 s, and stops.
 #[derive(Clone)]
 pub struct Stack {
     inner: Arc<Inner>,
 }
 
 impl Stack {
+    /// A [`StackBuilder`](crate::StackBuilder): addresses and bounds, then `start` on a link.
+    pub fn builder() -> crate::builder::StackBuilder {
+        crate::builder::StackBuilder::default()
+    }
+
     /// Start an engine on `link`. Readiness changes of watched sockets go to `events`.
     pub fn start(
         config: StackConfig,
@@ -140,6 +147,18 @@ impl Stack {
     pub fn recv(&self, id: SocketId, max: usize, wait: Wait) -> Result<Vec<u8>, StackError> {
         match self
             .call(Request::Recv(id, max, wait))
+            .map_err(|f| f.error)?
+        {
+            Done::Received(data) => Ok(data),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Copy up to `max` received bytes without consuming them (MSG_PEEK); empty is end of
+    /// stream.
+    pub fn peek(&self, id: SocketId, max: usize, wait: Wait) -> Result<Vec<u8>, StackError> {
+        match self
+            .call(Request::Peek(id, max, wait))
             .map_err(|f| f.error)?
         {
             Done::Received(data) => Ok(data),

@@ -209,6 +209,17 @@ pub struct Readiness {
     pub error: Option<StackError>,
 }
 
+/// What a task waits for with [`Request::Ready`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Interest {
+    /// Data to read, end of stream, or an error.
+    Read,
+    /// Room to queue bytes, or an error (a write would not wait).
+    Write,
+    /// A connection to accept.
+    Accept,
+}
+
 /// A change of readiness, sent to the event sink for watched sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketEvent {
@@ -276,6 +287,7 @@ enum To {
         tag: u64,
     },
     Slot(SlotResponder),
+    Task(crate::poll::TaskResponder),
 }
 
 impl Responder {
@@ -297,6 +309,20 @@ impl Responder {
         }
     }
 
+    /// Answers go to `slot`, whose task is woken ([`crate::poll`]).
+    pub(crate) fn task(slot: crate::poll::TaskResponder) -> Self {
+        Responder { to: To::Task(slot) }
+    }
+
+    /// True when nobody waits for the answer any more (only known for task answers): the
+    /// engine may drop such a request.
+    pub(crate) fn abandoned(&self) -> bool {
+        match &self.to {
+            To::Task(task) => task.abandoned(),
+            _ => false,
+        }
+    }
+
     /// Deliver the answer. A caller that gave up waiting is not an error.
     pub fn send(self, outcome: Outcome) {
         match self.to {
@@ -311,6 +337,7 @@ impl Responder {
                     s.thread.unpark();
                 }
             }
+            To::Task(task) => task.answer(outcome),
         }
     }
 }
@@ -516,6 +543,11 @@ pub enum Request {
     /// Receive into a buffer the caller lends for the call ([`crate::Stack::recv_into`] only).
     #[doc(hidden)]
     RecvLent(SocketId, Lent, Wait),
+    /// Copy up to this many received bytes without consuming them.
+    Peek(SocketId, usize, Wait),
+    /// Answer (with `Done::Unit`) once the socket is ready for `Interest`: at once if it is
+    /// now. A task waits for this instead of a thread: the answer wakes it ([`crate::poll`]).
+    Ready(SocketId, Interest),
     /// Shut down one or both directions.
     Shutdown(SocketId, Shutdown),
     /// Close the socket; the id is invalid afterwards (except on `WouldBlock`).

@@ -76,3 +76,36 @@ impl fmt::Display for StackError {
 }
 
 impl std::error::Error for StackError {}
+
+/// The [`std::io::ErrorKind`] a std user matches on; the [`StackError`] itself rides along as
+/// the error's payload (`io::Error::get_ref()` and `downcast_ref::<StackError>()`).
+impl From<StackError> for std::io::Error {
+    fn from(e: StackError) -> Self {
+        std::io::Error::new(e.io_kind(), e)
+    }
+}
+
+impl StackError {
+    /// The closest [`std::io::ErrorKind`].
+    pub fn io_kind(self) -> std::io::ErrorKind {
+        use std::io::ErrorKind as K;
+        match self {
+            Self::WouldBlock => K::WouldBlock,
+            Self::NotSocket | Self::InvalidState | Self::InvalidInput => K::InvalidInput,
+            Self::IsConnected | Self::Already => K::InvalidInput,
+            Self::AddrInUse => K::AddrInUse,
+            Self::AddrNotAvail | Self::AfNotSupported => K::AddrNotAvailable,
+            Self::ConnRefused => K::ConnectionRefused,
+            Self::ConnReset => K::ConnectionReset,
+            Self::ConnAborted => K::ConnectionAborted,
+            // Keep-alive gave up on the peer: Linux reports that as ETIMEDOUT.
+            Self::TimedOut | Self::NetReset => K::TimedOut,
+            Self::NotConnected => K::NotConnected,
+            // Writing after shutdown(Write) is EPIPE on Linux.
+            Self::Shutdown => K::BrokenPipe,
+            Self::Interrupted | Self::OperationAborted => K::Interrupted,
+            Self::NetworkDown => K::NetworkDown,
+            Self::NoBuffers => K::OutOfMemory,
+        }
+    }
+}

@@ -6,10 +6,11 @@
 mod buffers;
 mod close;
 mod entry;
-mod listen;
 mod keepalive;
+mod listen;
 mod ops;
 mod ports;
+mod ready;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -58,6 +59,10 @@ enum Op {
     /// Receive into the caller's lent buffer.
     RecvLent {
         buf: Lent,
+    },
+    /// Copy received bytes without consuming them.
+    Peek {
+        max: usize,
     },
     /// A blocking linger close; `handle` is the socket, already out of the id table.
     Linger {
@@ -127,6 +132,8 @@ pub struct Engine {
     next_tend: Instant,
     /// When keep-alive next needs the engine (the earliest probe or give-up of any connection).
     keep_alive_due: Option<Instant>,
+    /// Tasks waiting for a socket's readiness (`Request::Ready`).
+    ready: ready::ReadyWaits,
 }
 
 impl Drop for Engine {
@@ -203,6 +210,7 @@ impl Engine {
             listeners_dirty: false,
             next_tend: now,
             keep_alive_due: None,
+            ready: ready::ReadyWaits::default(),
         })
     }
 
@@ -295,6 +303,8 @@ impl Engine {
                 self.report_again(id);
                 self.start(id, Op::RecvLent { buf }, wait, reply, now)
             }
+            Request::Peek(id, max, wait) => self.start(id, Op::Peek { max }, wait, reply, now),
+            Request::Ready(id, interest) => self.wait_ready(id, interest, reply),
             Request::Shutdown(id, how) => reply.send(
                 self.shutdown(id, how)
                     .map(|()| Done::Unit)
@@ -371,6 +381,7 @@ impl Engine {
             }
         }
         self.emit_events();
+        self.settle_ready();
         self.device.flush();
     }
 
@@ -513,6 +524,7 @@ impl Engine {
             Op::Send { data, queued } => self.try_send(id, data.bytes(), queued),
             Op::Recv { max } => self.try_recv(id, RecvInto::Vec(*max)),
             Op::RecvLent { buf } => self.try_recv(id, RecvInto::Lent(buf)),
+            Op::Peek { max } => self.try_recv(id, RecvInto::Peek(*max)),
             Op::Linger { handle, reset } => Ok(self.linger_done(*handle, *reset)),
         }
     }
@@ -701,6 +713,7 @@ impl Engine {
             entry.reason.get_or_insert(CloseReason::NetworkDown);
         }
         self.emit_events_all_down();
+        self.settle_ready();
     }
 
     fn emit_events_all_down(&mut self) {

@@ -219,13 +219,20 @@ impl Engine {
                 RecvInto::Lent(lent) => {
                     Done::ReceivedInto(socket.recv_slice(lent.bytes_mut()).unwrap_or(0))
                 }
+                RecvInto::Peek(max) => {
+                    // A copy that leaves the bytes in the socket (both pieces of the ring).
+                    let mut buf = vec![0; max.min(socket.recv_queue())];
+                    let n = socket.peek_slice(&mut buf).unwrap_or(0);
+                    buf.truncate(n);
+                    Done::Received(buf)
+                }
             }));
         }
         if let Some(error) = broken {
             return Err(error.into());
         }
         let eof = || match into {
-            RecvInto::Vec(_) => Done::Received(Vec::new()),
+            RecvInto::Vec(_) | RecvInto::Peek(_) => Done::Received(Vec::new()),
             RecvInto::Lent(_) => Done::ReceivedInto(0),
         };
         match socket.state() {
@@ -382,12 +389,14 @@ pub(super) enum RecvInto<'a> {
     Vec(usize),
     /// The caller's lent buffer.
     Lent(&'a mut Lent),
+    /// A copy of at most this many bytes, which stay in the socket (MSG_PEEK).
+    Peek(usize),
 }
 
 impl RecvInto<'_> {
     fn max(&self) -> usize {
         match self {
-            RecvInto::Vec(max) => *max,
+            RecvInto::Vec(max) | RecvInto::Peek(max) => *max,
             RecvInto::Lent(lent) => lent.len(),
         }
     }
