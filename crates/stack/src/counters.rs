@@ -21,6 +21,14 @@ pub struct Counters {
     pub rx_dropped_fault: u64,
     /// Outgoing frames dropped by the fault middleware.
     pub tx_dropped_fault: u64,
+    /// Incoming frames the fault middleware delivered twice.
+    pub rx_duplicated_fault: u64,
+    /// Outgoing frames the fault middleware sent twice.
+    pub tx_duplicated_fault: u64,
+    /// Incoming frames the fault middleware held back behind later ones.
+    pub rx_reordered_fault: u64,
+    /// Outgoing frames the fault middleware held back behind later ones.
+    pub tx_reordered_fault: u64,
     /// Incoming frames too large for the receive buffer.
     pub rx_dropped_oversize: u64,
     /// Connections reset by us (abort, unread data, linger timeout, deadline).

