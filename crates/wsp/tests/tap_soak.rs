@@ -46,7 +46,7 @@ const PAYLOAD: usize = 2000;
 /// Frames lost, and frames held back behind later ones, each way, in percent.
 const LOSS: u8 = 2;
 const REORDER: u8 = 2;
-/// The fixed seed of the faults.
+/// The fixed seed of the faults (`LINGERSTACK_FAULT_SEED` replaces it).
 const SEED: u64 = 0x50a6;
 /// The kernel's port.
 const PORT: u16 = 7300;
@@ -96,6 +96,20 @@ struct StackEnd {
     stack_port: u16,
     mode: Mode,
     wouldblocks: usize,
+}
+
+/// Names the seed when the soak fails (it is dropped while the panic unwinds).
+struct SeedNote(u64);
+
+impl Drop for SeedNote {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "*** soak faults seeded with {0}: LINGERSTACK_FAULT_SEED={0} ***",
+                self.0
+            );
+        }
+    }
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -400,7 +414,7 @@ fn check_nothing_left(p: &Provider) {
 // ---------------------------------------------------------------------------------------
 
 /// A provider on a faulty TAP in a fresh namespace, with the kernel side captured.
-fn start() -> (TapNet, Capture, Provider) {
+fn start(seed: u64) -> (TapNet, Capture, Provider) {
     let _ = env_logger::builder().is_test(true).try_init();
     let net = TapNet::new().expect("TapNet::new");
     let capture = Capture::start(net.ns(), net.tap_name(), "wsp-soak").expect("capture");
@@ -413,7 +427,7 @@ fn start() -> (TapNet, Capture, Provider) {
     // Small buffers: a churn of short connections, up to 256 of them in TIME-WAIT.
     stack.rx_buffer = 16 * 1024;
     stack.tx_buffer = 16 * 1024;
-    let faults = FaultConfig::seeded(SEED)
+    let faults = FaultConfig::seeded(seed)
         .with_loss(LOSS)
         .with_reordering(REORDER);
     let config = ProviderConfig {
@@ -436,10 +450,12 @@ fn soak_churns_connections_under_loss_and_leaks_nothing() {
         return;
     }
     let total = env_number(COUNT_ENV, SHORT_RUN as u64) as usize;
+    let seed = env_number("LINGERSTACK_FAULT_SEED", SEED);
+    let _note = SeedNote(seed);
     let budget = Duration::from_secs(env_number(SECS_ENV, 60 + total as u64 * 40 / 1000));
-    eprintln!("soak: {total} connections, budget {budget:?}, seed {SEED:#x}, {LOSS} % loss");
+    eprintln!("soak: {total} connections, budget {budget:?}, seed {seed}, {LOSS} % loss");
     lingerstack_testkit::raise_nofile_limit(65_536).expect("RLIMIT_NOFILE");
-    let (net, capture, p) = start();
+    let (net, capture, p) = start(seed);
     let to = SocketAddr::new(net.kernel_v4().into(), PORT);
     let listener = lingerstack_testkit::peer::tcp_listener(net.ns(), to, None).expect("listen");
     let (stop, (tx, rx)) = (Arc::new(AtomicBool::new(false)), mpsc::channel());
@@ -468,7 +484,7 @@ fn soak_churns_connections_under_loss_and_leaks_nothing() {
     let stack: Vec<StackEnd> = results
         .into_iter()
         .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("seed {SEED:#x}: {e}"));
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stack.len(), total);
     let wouldblocks: usize = stack.iter().map(|s| s.wouldblocks).sum();
     eprintln!(
