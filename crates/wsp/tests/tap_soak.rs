@@ -50,6 +50,10 @@ const REORDER: u8 = 2;
 const SEED: u64 = 0x50a6;
 /// The kernel's port.
 const PORT: u16 = 7300;
+/// How long a kernel reader waits in silence before it pokes the stack. Longer than smoltcp
+/// takes to retransmit a segment lost three times in a row (1 + 2 + 4 s): a graceful close
+/// still on its way must not be taken for a lost RST (the poke would reset it).
+const SILENCE: Duration = Duration::from_secs(10);
 /// How much the process may grow from the warm-up to the end.
 const RSS_BOUND_KIB: u64 = 32 * 1024;
 /// Connections made before the memory baseline is taken.
@@ -175,12 +179,12 @@ fn kernel_server(
     readers
 }
 
-/// Read one connection until end of stream or an error. If nothing comes for 3 s the
+/// Read one connection until end of stream or an error. If nothing comes for `SILENCE` the
 /// stack's RST may have been lost (smoltcp sends one once): a byte from the kernel then
 /// draws a fresh one from the stack, which has no socket for this connection any more.
 fn kernel_read(mut k: TcpStream, stack_port: u16) -> KernelEnd {
     k.set_nonblocking(false).unwrap();
-    k.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    k.set_read_timeout(Some(SILENCE)).unwrap();
     let mut got = Vec::new();
     let mut end = read_to_end(&mut k, &mut got);
     if matches!(end, Err(ErrorKind::WouldBlock | ErrorKind::TimedOut)) {
@@ -319,6 +323,28 @@ fn run_workers(
 // ---------------------------------------------------------------------------------------
 // Checks
 // ---------------------------------------------------------------------------------------
+
+/// The kernel's results, once it has finished every connection that is not abortive (a
+/// graceful close goes on after the call returned, and under loss the kernel may even accept
+/// it late), or after 60 s.
+fn await_kernel(rx: &mpsc::Receiver<KernelEnd>, stack: &[StackEnd]) -> Vec<KernelEnd> {
+    let mut waiting: std::collections::HashSet<u16> = stack
+        .iter()
+        .filter(|s| s.mode.graceful())
+        .map(|s| s.stack_port)
+        .collect();
+    let mut kernel = Vec::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    while !waiting.is_empty() {
+        let left = end.saturating_duration_since(Instant::now());
+        let Ok(k) = rx.recv_timeout(left) else {
+            break;
+        };
+        waiting.remove(&k.stack_port);
+        kernel.push(k);
+    }
+    kernel
+}
 
 /// Every connection ended as its mode says, seen from the kernel.
 fn check_kernel_view(stack: &[StackEnd], kernel: &[KernelEnd]) {
@@ -476,15 +502,16 @@ fn soak_churns_connections_under_loss_and_leaks_nothing() {
         "the time budget ran out after {} of {total} connections ({SECS_ENV} raises it)",
         results.len()
     );
-    stop.store(true, Ordering::SeqCst);
-    for r in server.join().expect("kernel server") {
-        r.join().expect("kernel reader");
-    }
-    let kernel: Vec<KernelEnd> = rx.try_iter().collect();
     let stack: Vec<StackEnd> = results
         .into_iter()
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("{e}"));
+    let mut kernel = await_kernel(&rx, &stack);
+    stop.store(true, Ordering::SeqCst);
+    for r in server.join().expect("kernel server") {
+        r.join().expect("kernel reader");
+    }
+    kernel.extend(rx.try_iter());
     assert_eq!(stack.len(), total);
     let wouldblocks: usize = stack.iter().map(|s| s.wouldblocks).sum();
     eprintln!(
