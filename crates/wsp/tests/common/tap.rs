@@ -10,6 +10,7 @@ use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
+use lingerstack_stack::engine::DeviceOptions;
 use lingerstack_stack::{SocketInfo, StackConfig};
 use lingerstack_tap::TapLink;
 use lingerstack_testkit::peer::{read_to_end_or_error, tcp_connect, tcp_listener};
@@ -47,6 +48,15 @@ impl TapEnv {
     /// Namespace, capture (opened before the TAP), TAP opened from inside the namespace,
     /// provider on it, link up. `tweak` adjusts the engine's configuration.
     pub fn start(capture_name: &str, tweak: impl FnOnce(&mut StackConfig)) -> TapEnv {
+        TapEnv::start_with(capture_name, tweak, DeviceOptions::default())
+    }
+
+    /// As [`TapEnv::start`], with middleware (faults) on the engine's device.
+    pub fn start_with(
+        capture_name: &str,
+        tweak: impl FnOnce(&mut StackConfig),
+        device: DeviceOptions,
+    ) -> TapEnv {
         let _ = env_logger::builder().is_test(true).try_init();
         let net = TapNet::new().expect("TapNet::new");
         let capture =
@@ -61,6 +71,7 @@ impl TapEnv {
         let config = ProviderConfig {
             // At the end of a test the capture is already stopped: no need to wait long.
             cleanup_grace: Duration::from_millis(300),
+            device,
             ..ProviderConfig::new(stack)
         };
         let p = Provider::startup(config, Box::new(link)).expect("Provider::startup");
