@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod fuzz;
 pub mod netns;
 pub mod peer;
 pub mod tapnet;

@@ -401,6 +401,14 @@ impl Engine {
         {
             return Err(StackError::InvalidInput);
         }
+        // smoltcp sends a keep-alive whenever its timer is due and re-arms it `interval` later:
+        // a zero interval is due again at once, and its poll loops for ever (found by fuzzing).
+        if options
+            .keep_alive
+            .is_some_and(|d| d < std::time::Duration::from_millis(1))
+        {
+            return Err(StackError::InvalidInput);
+        }
         let entry = self.entries.get_mut(&id).ok_or(StackError::NotSocket)?;
         entry.options = options;
         // Buffers are fixed at creation; Nagle, keep-alive and timeout apply to live sockets.
