@@ -12,6 +12,7 @@
 //! The same generator can draw from a byte string instead ([`Rng::from_bytes`]), which is how
 //! the cargo-fuzz targets in `fuzz/` let libFuzzer steer the choices.
 
+mod craft;
 pub mod frames;
 pub mod wire;
 
