@@ -13,7 +13,7 @@ use lingerstack_testkit::REQUIRE_TAP_ENV;
 use lingerstack_testkit::fuzz::{CASES_ENV, SEED_ENV, plan};
 
 /// Cases per CI run.
-const CI_CASES: u64 = 60;
+const CI_CASES: u64 = 50;
 /// Cases per CI run under valgrind (about 0.1 s each there).
 const CI_CASES_VALGRIND: u64 = 30;
 
@@ -130,7 +130,8 @@ fn run_batch(program: &Path, wrapper: &[&str], seed: u64, cases: u64) {
         .arg(cases.to_string())
         .env_remove("LINGERSTACK_IFACE")
         .env_remove("LINGERSTACK_NETNS")
-        .env_remove("LINGERSTACK_ADDR")
+        // The in-memory loopback network, with an IPv6 address beside 127.0.0.1.
+        .env("LINGERSTACK_ADDR", "127.0.0.1/8,fd00:c::1/64")
         .stdout(std::fs::File::create(&out_path).expect("stdout file"))
         .stderr(std::fs::File::create(&err_path).expect("stderr file"))
         .spawn()

@@ -75,6 +75,14 @@ static void keep(SOCKET s) {
     P.lpWSPIoctl(s, FIONBIO_WIN, &one, 4, NULL, 0, &got, NULL, NULL, NULL, &err);
 }
 
+/* The provider's IPv6 address (LINGERSTACK_ADDR, set by the Rust side): fd00:c::1. */
+static void own_v6(uint8_t *addr) {
+    memset(addr, 0, 16);
+    addr[0] = 0xfd;
+    addr[3] = 0x0c;
+    addr[15] = 1;
+}
+
 /* A sockaddr in `buf` (which is 128 bytes): IPv4 to ourselves, IPv6, random bytes; and a
  * length from -1 to the buffer's size. */
 static int32_t address(unsigned char *buf) {
@@ -95,7 +103,8 @@ static int32_t address(unsigned char *buf) {
         WSASOCKADDR_IN6 *a = (WSASOCKADDR_IN6 *)buf;
         a->sin6_family = WSA_AF_INET6;
         a->sin6_port = htons(PICK(ports));
-        a->sin6_addr[15] = 1;
+        if (chance(80)) own_v6(a->sin6_addr);
+        else a->sin6_addr[15] = 1;
         break;
     }
     default: {
@@ -120,24 +129,44 @@ static void do_socket(void) {
                        (GROUP)(chance(90) ? 0 : 1), WSA_FLAG_OVERLAPPED, E()));
 }
 
-/* A listener on 127.0.0.1:port and a connection to it, accepted: real states to call into. */
+static void do_accept(SOCKET s);
+
+/* A listener on our own address (IPv4 or IPv6) and a connection to it, accepted: real states
+ * to call into. */
 static void do_pair(void) {
     uint16_t port = (uint16_t)(5000 + below(3));
-    WSASOCKADDR_IN a;
-    SOCKET l = P.lpWSPSocket(WSA_AF_INET, SOCK_STREAM_WIN, 0, NULL, 0, WSA_FLAG_OVERLAPPED, &err);
-    SOCKET c = P.lpWSPSocket(WSA_AF_INET, SOCK_STREAM_WIN, 0, NULL, 0, WSA_FLAG_OVERLAPPED, &err);
+    unsigned char buf[128];
+    int32_t len;
+    int v6 = chance(10);
+    int32_t af = v6 ? WSA_AF_INET6 : WSA_AF_INET;
+    SOCKET l = P.lpWSPSocket(af, SOCK_STREAM_WIN, 0, NULL, 0, WSA_FLAG_OVERLAPPED, &err);
+    SOCKET c = P.lpWSPSocket(af, SOCK_STREAM_WIN, 0, NULL, 0, WSA_FLAG_OVERLAPPED, &err);
     keep(l);
     keep(c);
-    memset(&a, 0, sizeof a);
-    a.sin_family = WSA_AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr[0] = 127;
-    a.sin_addr[3] = 1;
-    P.lpWSPBind(l, (WSASOCKADDR *)&a, sizeof a, &err);
+    memset(buf, 0, sizeof buf);
+    if (v6) {
+        WSASOCKADDR_IN6 *a = (WSASOCKADDR_IN6 *)buf;
+        a->sin6_family = WSA_AF_INET6;
+        a->sin6_port = htons(port);
+        own_v6(a->sin6_addr);
+        len = sizeof *a;
+    } else {
+        WSASOCKADDR_IN *a = (WSASOCKADDR_IN *)buf;
+        a->sin_family = WSA_AF_INET;
+        a->sin_port = htons(port);
+        a->sin_addr[0] = 127;
+        a->sin_addr[3] = 1;
+        len = sizeof *a;
+    }
+    P.lpWSPBind(l, (WSASOCKADDR *)buf, len, &err);
     P.lpWSPListen(l, 2, &err);
-    P.lpWSPConnect(c, (WSASOCKADDR *)&a, sizeof a, NULL, NULL, NULL, NULL, &err);
+    P.lpWSPConnect(c, (WSASOCKADDR *)buf, len, NULL, NULL, NULL, NULL, &err);
     sleep_ms(2);
-    keep(P.lpWSPAccept(l, NULL, NULL, NULL, 0, &err));
+    if (chance(50)) {
+        keep(P.lpWSPAccept(l, NULL, NULL, NULL, 0, &err));
+    } else {
+        do_accept(l);
+    }
 }
 
 static int32_t WSPAPI condition(LPWSABUF a, LPWSABUF b, LPQOS c, LPQOS d, LPWSABUF e,
