@@ -22,3 +22,15 @@ fn fuzz_frames_into_live_engine() {
         |seed| frames::run_case(&mut Rng::new(seed)),
     );
 }
+
+/// Every TCP flag combination at a live connection (exact sequence numbers) and at a listener;
+/// deterministic, so every run covers all 512.
+#[test]
+fn every_tcp_flag_combination_at_connections_and_a_listener() {
+    run_cases(
+        "every_tcp_flag_combination_at_connections_and_a_listener",
+        1,
+        Duration::from_secs(60),
+        frames::run_flag_sweep,
+    );
+}

@@ -87,6 +87,33 @@ fn tcp_frame(flows: &[Flow], rng: &mut Rng) -> Vec<u8> {
     ip_frame(src.0, dst.0, wire::TCP, |pseudo| seg.bytes(pseudo), rng)
 }
 
+/// A segment with exactly `flags`: at `flow` with the sequence and acknowledgment numbers it
+/// expects next, or at T's IPv4 listener from a new port; a few bytes of payload half the time.
+pub(super) fn with_flags(flow: Option<&Flow>, flags: u16, rng: &mut Rng) -> Vec<u8> {
+    let (src, dst, seq, ack) = match flow {
+        Some(f) => (f.p, f.t, f.p_next, f.t_next),
+        None => (
+            (IpAddr::from(P_V4), 30000 + (flags % 512)),
+            (IpAddr::from(T_V4), T_PORTS[0]),
+            rng.next_u32(),
+            rng.next_u32(),
+        ),
+    };
+    let payload_len = if rng.chance(50) { 5 } else { 0 };
+    let seg = Tcp {
+        src_port: src.1,
+        dst_port: dst.1,
+        seq,
+        ack,
+        flags,
+        window: 4096,
+        urgent: if flags & flags::URG != 0 { 1 } else { 0 },
+        payload: rng.bytes(payload_len),
+        ..Tcp::default()
+    };
+    ip_frame(src.0, dst.0, wire::TCP, |pseudo| seg.bytes(pseudo), rng)
+}
+
 /// IPv4 headers with bad lengths, options, fragments and addresses, carrying TCP to T.
 fn ipv4_oddity(rng: &mut Rng) -> Vec<u8> {
     let seg = Tcp {
