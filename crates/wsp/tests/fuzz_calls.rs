@@ -69,9 +69,9 @@ fn config(addr: Ipv4Addr, last: u8) -> StackConfig {
     }
 }
 
-/// The call in progress on the fuzzing thread: its number, start, and every descriptor of its
-/// socket (closing one duplicate alone releases nothing, C19).
-type InFlight = Arc<Mutex<Option<(u64, Instant, Vec<usize>)>>>;
+/// The call in progress on the fuzzing thread: its start, and every descriptor of its socket
+/// (closing one duplicate alone releases nothing, C19).
+type InFlight = Arc<Mutex<Option<(Instant, Vec<usize>)>>>;
 
 /// One case: a provider, its peer, and what the calls have made. Also driven by the
 /// cargo-fuzz target `fuzz/fuzz_targets/calls.rs`.
@@ -87,7 +87,6 @@ pub(crate) struct Case {
     ops: Vec<(usize, Overlapped)>,
     peer_ids: Vec<SocketId>,
     in_flight: InFlight,
-    calls: u64,
     stop: Arc<AtomicBool>,
 }
 
@@ -113,7 +112,6 @@ impl Case {
             ops: Vec::new(),
             peer_ids: vec![l],
             in_flight: Arc::default(),
-            calls: 0,
             stop: Arc::default(),
         }
     }
@@ -160,7 +158,6 @@ impl Case {
 
     /// Run one call on descriptor `s`, marked in flight so that the rescuer can release it.
     fn guarded<T>(&mut self, s: usize, f: impl FnOnce(&Provider) -> T) -> T {
-        self.calls += 1;
         let mut same: Vec<usize> = self
             .fds
             .iter()
@@ -168,7 +165,7 @@ impl Case {
             .filter(|&t| self.p.same_socket(s, t) == Ok(true))
             .collect();
         same.push(s);
-        *self.in_flight.lock().unwrap() = Some((self.calls, Instant::now(), same));
+        *self.in_flight.lock().unwrap() = Some((Instant::now(), same));
         let result = f(&self.p);
         *self.in_flight.lock().unwrap() = None;
         result
@@ -510,7 +507,7 @@ impl Case {
     /// and every peer socket. A close refused with WSAEINPROGRESS (a callback or another
     /// thread is closing the same socket, and may fail) is tried again.
     fn close_everything(&mut self) {
-        let abort = Linger::abort();
+        let abort = abortive_linger();
         for _ in 0..100 {
             self.refresh();
             if self.fds.is_empty() {
@@ -593,35 +590,30 @@ impl Case {
     }
 }
 
-/// SO_LINGER values.
-struct Linger;
-
-impl Linger {
-    /// {1, 0}: reset at close.
-    fn abort() -> [u8; 4] {
-        lingerstack_wsp::Linger {
-            onoff: 1,
-            linger: 0,
-        }
-        .to_bytes()
+/// SO_LINGER {1, 0}: reset at close.
+fn abortive_linger() -> [u8; 4] {
+    lingerstack_wsp::Linger {
+        onoff: 1,
+        linger: 0,
     }
+    .to_bytes()
 }
 
 /// The thread that releases a blocking call still waiting after [`RESCUE_AFTER`], by closing
 /// (abortively) every descriptor of its socket, as an application's other thread would.
 fn rescuer(p: Provider, in_flight: InFlight, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut rescued = 0;
         while !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(20));
-            let Some((call, since, fds)) = in_flight.lock().unwrap().clone() else {
+            let Some((since, fds)) = in_flight.lock().unwrap().clone() else {
                 continue;
             };
-            if call == rescued || since.elapsed() < RESCUE_AFTER {
+            if since.elapsed() < RESCUE_AFTER {
                 continue;
             }
-            rescued = call;
-            let abort = Linger::abort();
+            // Again every round while the call waits: a close can be refused for a moment
+            // (WSAEINPROGRESS while a callback closes the same socket).
+            let abort = abortive_linger();
             for s in fds {
                 let _ = p.set_sock_opt(s, SOL_SOCKET, SO_LINGER, Some(&abort));
                 let _ = p.close_socket(s);
