@@ -154,7 +154,8 @@ impl KeepAlive {
     /// True when the engine accepts it: idle time and interval above zero and at most
     /// [`KeepAlive::MAX_TIME`], 1 to 255 probes.
     pub fn is_valid(&self) -> bool {
-        let time_ok = |t: Duration| !t.is_zero() && t <= Self::MAX_TIME;
+        // Under a millisecond the probe schedule would keep the engine busy (found by fuzzing).
+        let time_ok = |t: Duration| t >= Duration::from_millis(1) && t <= Self::MAX_TIME;
         time_ok(self.idle) && time_ok(self.interval) && (1..=255).contains(&self.probes)
     }
 }

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod fuzz;
 pub mod inject;
 pub mod netns;
 pub mod peer;

@@ -69,8 +69,10 @@ impl Provider {
             return Err(WsaError::INPROGRESS);
         }
         if st.closing {
-            // Another thread is closing the last reference right now.
-            return Err(WsaError::NOTSOCK);
+            // Another thread is closing the last reference right now. Its close may still
+            // fail (WSAEWOULDBLOCK) and leave the descriptor open, so this one is not told
+            // WSAENOTSOCK: it is busy, as during a blocking close (C20).
+            return Err(WsaError::INPROGRESS);
         }
         if st.refs > 1 {
             st.refs -= 1;
