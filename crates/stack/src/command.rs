@@ -34,15 +34,24 @@ pub enum Wait {
 pub enum CloseMode {
     /// FIN after all queued data, in the background, bounded by a close deadline
     /// (the configured default when `None`).
-    Graceful { deadline: Option<Duration> },
+    Graceful {
+        /// How long the graceful close may take before the engine resets it.
+        deadline: Option<Duration>,
+    },
     /// RST at the next poll; queued data is discarded.
     Abort,
     /// Blocking linger: answer once every byte and the FIN are acknowledged, or reset at the
     /// timeout and answer after the RST has been sent.
-    Linger { timeout: Duration },
+    Linger {
+        /// How long to wait for the acknowledgements before resetting.
+        timeout: Duration,
+    },
     /// Non-blocking linger: close gracefully if every sent byte is already acknowledged,
     /// otherwise fail with [`StackError::WouldBlock`] and change nothing.
-    LingerNonBlocking { deadline: Option<Duration> },
+    LingerNonBlocking {
+        /// The close deadline of the graceful close it starts.
+        deadline: Option<Duration>,
+    },
 }
 
 /// How a close ended, for the caller and for logs.
@@ -567,7 +576,10 @@ pub enum Request {
     /// Send readiness changes of this socket to the event sink (or stop).
     Watch(SocketId, bool),
     /// Reset every open connection, give closing ones `grace` to finish, then stop.
-    Stop { grace: Duration },
+    Stop {
+        /// How long closing connections may take to finish.
+        grace: Duration,
+    },
 }
 
 /// A request and where to answer it.
