@@ -187,6 +187,13 @@ impl Provider {
         Ok(shared)
     }
 
+    /// Check that `s` is a live descriptor (WSAENOTSOCK otherwise), even one whose blocking
+    /// close is still waiting: the C ABI checks a descriptor before it touches the caller's
+    /// structures.
+    pub fn check_descriptor(&self, s: usize) -> WsaResult<()> {
+        self.lookup(s).map(|_| ())
+    }
+
     /// The socket behind `s` without the busy check.
     pub(crate) fn lookup(&self, s: usize) -> WsaResult<Arc<Shared>> {
         let inner = self.live()?;

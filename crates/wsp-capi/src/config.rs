@@ -10,7 +10,7 @@ use lingerstack_stack::engine::DeviceOptions;
 use lingerstack_stack::link::{Link, MemoryLink, PcapSink};
 use lingerstack_stack::{Cidr, StackConfig};
 
-use super::raw;
+use crate::raw;
 
 /// A TAP device name.
 pub const IFACE: &str = "LINGERSTACK_IFACE";

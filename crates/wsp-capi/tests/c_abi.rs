@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
@@ -22,16 +23,35 @@ fn include_dir() -> PathBuf {
     manifest().join("../../include")
 }
 
-/// The directory holding liblingerstack_wsp.so: the test binary lives in <profile>/deps.
+/// The directory holding liblingerstack_wsp.so, brought up to date first.
+///
+/// The library is this package's cdylib, and cargo builds a package's library for its
+/// integration tests only when it is an rlib; so the test asks cargo for it, once per process
+/// (a no-op when nothing changed), in the profile and target directory of the test itself.
 fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        if dir.join("liblingerstack_wsp.so").exists() {
-            return dir.to_path_buf();
-        }
-    }
-    panic!("liblingerstack_wsp.so not found next to {}", exe.display());
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        // <target>/<profile>/deps/<test binary>
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+        let target_dir = profile_dir.parent().unwrap();
+        let profile = profile_dir.file_name().unwrap().to_str().unwrap();
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "--quiet", "-p", "lingerstack-wsp-capi", "--lib"])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .arg("--profile")
+            .arg(if profile == "debug" { "dev" } else { profile });
+        let status = cmd.status().expect("run cargo");
+        assert!(status.success(), "building the C library failed: {cmd:?}");
+        assert!(
+            profile_dir.join("liblingerstack_wsp.so").exists(),
+            "liblingerstack_wsp.so not found in {}",
+            profile_dir.display()
+        );
+        profile_dir
+    })
+    .clone()
 }
 
 /// Compile `sources` into `out` with warnings as errors, linking the provider.

@@ -10,14 +10,14 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::consts::*;
-use crate::error::{WsaError, WsaResult};
-use crate::events::{EventObject, MessageSink};
-use crate::overlapped::{Completion, Overlapped};
-use crate::provider::HandleSource;
+use wsp::HandleSource;
+use wsp::consts::*;
+use wsp::error::{WsaError, WsaResult};
+use wsp::events::{EventObject, MessageSink};
+use wsp::overlapped::{Completion, Overlapped};
 
-use super::raw::{self, OvPtr, ThreadId};
-use super::types::*;
+use crate::raw::{self, OvPtr, ThreadId};
+use crate::types::*;
 
 /// The client's upcall table, as WSPStartup received it.
 pub(crate) struct Upcalls {

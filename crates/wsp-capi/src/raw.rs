@@ -12,11 +12,11 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::consts::*;
-use crate::error::{WsaError, WsaResult};
-use crate::overlapped::RecvSink;
+use wsp::consts::*;
+use wsp::error::{WsaError, WsaResult};
+use wsp::overlapped::RecvSink;
 
-use super::types::*;
+use crate::types::*;
 
 /// Store `code` in `*errno` (ignored when NULL).
 pub(crate) fn set_errno(errno: *mut i32, code: i32) {

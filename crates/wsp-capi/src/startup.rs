@@ -6,15 +6,15 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::consts::*;
-use crate::error::{WsaError, WsaResult};
-use crate::provider::{HandleSource, Provider, ProviderConfig};
+use wsp::consts::*;
+use wsp::error::{WsaError, WsaResult};
+use wsp::{HandleSource, Provider, ProviderConfig};
 
-use super::config::EnvConfig;
-use super::procs;
-use super::raw;
-use super::types::*;
-use super::upcalls::{ClientHandles, OwnHandles, Pending, Upcalls, set_hook};
+use crate::config::EnvConfig;
+use crate::procs;
+use crate::raw;
+use crate::types::*;
+use crate::upcalls::{ClientHandles, OwnHandles, Pending, Upcalls, set_hook};
 
 /// One provider run: from the first WSPStartup to the last WSPCleanup.
 pub(crate) struct Run {

@@ -1,5 +1,5 @@
 //! The 30 functions of WSPPROC_TABLE. Each one: catch panics, check and copy its arguments (in
-//! `raw`), call the [`Provider`](crate::Provider) of the current run, write results back, and on
+//! `raw`), call the [`Provider`](wsp::Provider) of the current run, write results back, and on
 //! failure store the Winsock error in `*lpErrno` and return SOCKET_ERROR / INVALID_SOCKET /
 //! FALSE.
 
@@ -11,15 +11,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::close::ProtocolInfo;
-use crate::consts::*;
-use crate::error::{WsaError, WsaResult};
-use crate::overlapped::Overlapped;
+use wsp::ProtocolInfo;
+use wsp::consts::*;
+use wsp::error::{WsaError, WsaResult};
+use wsp::overlapped::Overlapped;
 
-use super::raw::{self, CallerBuffers, OvPtr};
-use super::startup::{self, Run};
-use super::types::*;
-use super::upcalls::{ClientEvent, ClientWindow, Notify};
+use crate::raw::{self, CallerBuffers, OvPtr};
+use crate::startup::{self, Run};
+use crate::types::*;
+use crate::upcalls::{ClientEvent, ClientWindow, Notify};
 
 /// Run `f`; on an error or a panic store the code in `*errno` and return `fail`.
 fn guard<R>(errno: *mut i32, fail: R, f: impl FnOnce() -> WsaResult<R>) -> R {
@@ -255,7 +255,7 @@ unsafe extern "system" fn WSPEnumNetworkEvents(
         };
         let record = run
             .provider
-            .enum_network_events(s, event.as_ref().map(|e| e as &dyn crate::EventObject))?;
+            .enum_network_events(s, event.as_ref().map(|e| e as &dyn wsp::EventObject))?;
         raw::write(
             lpNetworkEvents,
             WSANETWORKEVENTS {
@@ -276,7 +276,7 @@ unsafe extern "system" fn WSPEventSelect(
         let run = run()?;
         let event = match raw::handle_value(hEventObject) {
             0 => None,
-            h => Some(Arc::new(ClientEvent::new(&run.up, h)?) as Arc<dyn crate::EventObject>),
+            h => Some(Arc::new(ClientEvent::new(&run.up, h)?) as Arc<dyn wsp::EventObject>),
         };
         run.provider.event_select(s, event, lNetworkEvents)
     })
@@ -296,7 +296,7 @@ unsafe extern "system" fn WSPGetOverlappedResult(
         if lpcbTransfer.is_null() || lpdwFlags.is_null() {
             return Err(WsaError::FAULT);
         }
-        run.provider.lookup(s)?;
+        run.provider.check_descriptor(s)?;
         let (status, bytes) = match run.pending.get(ov) {
             Some(op) => match run.provider.get_overlapped_result(s, &op, fWait != 0) {
                 Ok(bytes) => (0, bytes),
@@ -431,7 +431,7 @@ unsafe extern "system" fn WSPIoctl(
             }
             SIO_KEEPALIVE_VALS => {
                 // A NULL or short `struct tcp_keepalive` is WSAEFAULT (after WSAENOTSOCK).
-                let len = crate::keepalive::TcpKeepalive::SIZE;
+                let len = wsp::keepalive::TcpKeepalive::SIZE;
                 let input = if lpvInBuffer.is_null() || (cbInBuffer as usize) < len {
                     None
                 } else {
@@ -442,7 +442,7 @@ unsafe extern "system" fn WSPIoctl(
                 Ok(())
             }
             code => {
-                run.provider.lookup(s)?;
+                run.provider.check_descriptor(s)?;
                 let mut arg = 0u32;
                 run.provider.ioctl(s, code, &mut arg)
             }
@@ -490,7 +490,7 @@ fn notify_of(
         h => {
             let event = ClientEvent::new(&run.up, h)?;
             // As Windows does when an I/O starts: the event is reset.
-            crate::EventObject::reset(&event);
+            wsp::EventObject::reset(&event);
             Ok(Notify::Event(event))
         }
     }
@@ -506,7 +506,7 @@ fn overlapped_call(
     submit: impl FnOnce(&Overlapped) -> WsaResult<()>,
 ) -> WsaResult<()> {
     // The descriptor is checked first, so a bad one leaves the caller's structure untouched.
-    run.provider.lookup(s)?;
+    run.provider.check_descriptor(s)?;
     let notify = notify_of(run, ov, routine, thread)?;
     let (op, serial) = run.pending.start(s, ov, notify);
     match submit(&op) {
