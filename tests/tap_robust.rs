@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use lingerstack::stack::engine::DeviceOptions;
+use lingerstack::stack::DeviceOptions;
 use lingerstack::stack::{CloseMode, SocketId, Stack, StackConfig, StackError, Wait};
 use lingerstack_testkit::inject::tcp_frame;
 use lingerstack_testkit::{

@@ -1,5 +1,6 @@
-//! The engine core driven synchronously with a virtual clock: two engines on the in-memory
-//! link, polled in turn by the test, time advanced by hand. Timing rules run in milliseconds
+//! The sans-I/O core (`lingerstack-core`) driven synchronously with a virtual clock: two
+//! engines on the in-memory link, polled in turn by the test, time advanced by hand, answers
+//! collected with plain numbers as reply tokens. Timing rules run in milliseconds
 //! of real time and are exact.
 
 use std::io;
@@ -7,13 +8,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, unbounded};
-use lingerstack_stack::command::{Command, Done, Outcome, Request, Responder};
-use lingerstack_stack::engine::{DeviceOptions, Engine};
-use lingerstack_stack::link::{FaultConfig, Link, MemoryLink, PcapSink};
-use lingerstack_stack::{
+use lingerstack_core::link::{FaultConfig, Link, PcapSink};
+use lingerstack_core::{
     Cidr, CloseMode, CloseOutcome, CloseReason, SocketId, StackConfig, StackError, Wait,
 };
+use lingerstack_core::{DeviceOptions, Done, Engine, Outcome, Request};
+use lingerstack_stack::MemoryLink;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
 
@@ -41,14 +41,6 @@ impl Link for Recording {
     fn mtu(&self) -> usize {
         self.inner.mtu()
     }
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        waker: &Arc<mio::Waker>,
-    ) -> io::Result<()> {
-        self.inner.register(registry, token, waker)
-    }
     fn describe(&self) -> String {
         "recorded memory".into()
     }
@@ -69,11 +61,9 @@ fn tcp_rst(frame: &[u8]) -> Option<bool> {
 }
 
 struct Pair {
-    a: Engine,
-    b: Engine,
+    a: Engine<u64>,
+    b: Engine<u64>,
     now: Instant,
-    replies: Receiver<(u64, Outcome)>,
-    tx: crossbeam_channel::Sender<(u64, Outcome)>,
     tag: u64,
     answered: std::collections::HashMap<u64, Outcome>,
     /// Every frame engine a has put on the cable, in order.
@@ -114,13 +104,10 @@ impl Pair {
             now,
         )
         .unwrap();
-        let (tx, replies) = unbounded();
         Pair {
             a,
             b,
             now,
-            replies,
-            tx,
             tag: 0,
             answered: Default::default(),
             a_sent,
@@ -144,12 +131,8 @@ impl Pair {
     /// Submit a request to one engine; returns its tag.
     fn submit(&mut self, on_a: bool, request: Request) -> u64 {
         self.tag += 1;
-        let command = Command {
-            request,
-            reply: Responder::new(self.tx.clone(), self.tag),
-        };
         let engine = if on_a { &mut self.a } else { &mut self.b };
-        engine.handle(command, self.now);
+        engine.handle(request, self.tag, self.now);
         self.tag
     }
 
@@ -164,7 +147,8 @@ impl Pair {
 
     /// The answer to `tag`, if it has come (other answers are kept for later).
     fn answer(&mut self, tag: u64) -> Option<Outcome> {
-        self.answered.extend(self.replies.try_iter());
+        self.answered.extend(self.a.drain_answers());
+        self.answered.extend(self.b.drain_answers());
         self.answered.remove(&tag)
     }
 

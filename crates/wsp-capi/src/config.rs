@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::{Link, MemoryLink, PcapSink};
 use lingerstack_stack::{Cidr, StackConfig};
 

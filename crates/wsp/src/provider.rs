@@ -8,9 +8,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
-use lingerstack_stack::command::{Done, Outcome};
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::Link;
+use lingerstack_stack::{Done, Outcome};
 use lingerstack_stack::{SocketEvent, SocketId, Stack, StackConfig};
 
 use crate::callback::run_callback;
