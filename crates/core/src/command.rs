@@ -395,6 +395,9 @@ pub enum Request {
     Counters,
     /// Send readiness changes of this socket to the event sink (or stop).
     Watch(SocketId, bool),
+    /// Close the pcap file of the engine's pcap middleware and start it afresh at the same
+    /// path (after log rotation, SIGHUP). Without a pcap: nothing to do.
+    ReopenPcap,
     /// Reset every open connection, give closing ones `grace` to finish, then stop.
     Stop {
         /// How long closing connections may take to finish.

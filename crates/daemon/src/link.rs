@@ -39,7 +39,7 @@ impl SharedPcap {
         if let Ok(mut sink) = self.sink.lock()
             && let Some(sink) = sink.as_mut()
         {
-            sink.write(frame);
+            sink.record(std::time::SystemTime::now(), frame.len(), frame);
         }
     }
 

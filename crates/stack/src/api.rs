@@ -46,6 +46,13 @@ impl Stack {
         options: DeviceOptions,
         events: Option<Sender<SocketEvent>>,
     ) -> io::Result<Stack> {
+        // Engine time 0 is now: the runner's clock counts from here, and the engine's pcap
+        // stamps its frames from the wall-clock time of this moment.
+        let origin = std::time::Instant::now();
+        let mut options = options;
+        options.pcap = options
+            .pcap
+            .map(|p| p.with_epoch(std::time::SystemTime::now()));
         let engine = Engine::new(
             config,
             link,
@@ -53,7 +60,7 @@ impl Stack {
             lingerstack_core::Instant::from_micros(0),
         )?;
         let (commands, rx) = unbounded();
-        let (doorbell, thread) = crate::runner::spawn(engine, rx, events)?;
+        let (doorbell, thread) = crate::runner::spawn(engine, rx, events, origin)?;
         Ok(Stack {
             inner: Arc::new(Inner {
                 commands,
@@ -231,6 +238,13 @@ impl Stack {
             Done::Counters(c) => Ok(*c),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Start the engine's pcap file afresh at the same path (after log rotation, SIGHUP).
+    /// Without a pcap there is nothing to do; `InvalidState` when the file could not be
+    /// reopened (the log says why).
+    pub fn reopen_pcap(&self) -> Result<(), StackError> {
+        self.call_unit(Request::ReopenPcap)
     }
 
     /// Reset open connections, give closing ones `grace`, stop the engine and join its thread.

@@ -119,6 +119,7 @@ pub(crate) fn spawn(
     mut engine: RunEngine,
     commands: Receiver<Command>,
     events: Option<Sender<SocketEvent>>,
+    origin: StdInstant,
 ) -> io::Result<(Arc<Doorbell>, JoinHandle<()>)> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -134,7 +135,7 @@ pub(crate) fn spawn(
     let bell = doorbell.clone();
     let thread = std::thread::Builder::new()
         .name("lingerstack-engine".into())
-        .spawn(move || run(engine, poll, commands, &bell, &outlets))?;
+        .spawn(move || run(engine, poll, commands, &bell, &outlets, Clock(origin)))?;
     Ok((doorbell, thread))
 }
 
@@ -144,8 +145,8 @@ fn run(
     commands: Receiver<Command>,
     doorbell: &Doorbell,
     outlets: &Outlets,
+    clock: Clock,
 ) {
-    let clock = Clock(StdInstant::now());
     let mut events = Events::with_capacity(16);
     let mut orphaned = false;
     let busy_poll = busy_poll_time();

@@ -476,7 +476,11 @@ fn c24_vanished_peer_hits_the_close_deadline() {
 #[test]
 fn pcap_middleware_records_frames() {
     let path = std::env::temp_dir().join(format!("lingerstack-vc-{}.pcap", std::process::id()));
-    let pcap = PcapSink::create(&path).unwrap();
+    // Engine time 0 is this wall-clock second: the records must carry virtual time on top of
+    // it, not the time the test happens to run at.
+    let epoch_secs = 1_700_000_000u32;
+    let epoch = std::time::UNIX_EPOCH + Duration::from_secs(u64::from(epoch_secs));
+    let pcap = PcapSink::create(&path).unwrap().with_epoch(epoch);
     let mut p = Pair::with_options(
         64 * 1024,
         DeviceOptions {
@@ -486,18 +490,33 @@ fn pcap_middleware_records_frames() {
     );
     transfer(&mut p, 10_000);
     let counters = p.a.counters();
+    let virtual_end = p.now;
     drop(p);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).ok();
-    assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes());
-    let (mut at, mut frames) = (24, 0u64);
+    assert_eq!(
+        &bytes[..4],
+        &0xa1b2_3c4du32.to_le_bytes(),
+        "nanosecond pcap"
+    );
+    let (mut at, mut frames, mut last) = (24, 0u64, Duration::ZERO);
     while at + 16 <= bytes.len() {
-        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
-        at += 16 + caplen;
+        let word = |i: usize| u32::from_le_bytes(bytes[at + i..at + i + 4].try_into().unwrap());
+        let stamp = Duration::new(u64::from(word(0)), word(4));
+        let since = stamp
+            .checked_sub(Duration::from_secs(u64::from(epoch_secs)))
+            .expect("stamped before engine time 0");
+        assert!(since >= last, "timestamps go back");
+        last = since;
+        at += 16 + word(8) as usize;
         frames += 1;
     }
     assert_eq!(at, bytes.len(), "truncated record");
     assert_eq!(frames, counters.rx_frames + counters.tx_frames);
+    assert!(
+        last.as_micros() as i64 <= virtual_end.total_micros(),
+        "a frame stamped after the virtual end ({last:?} > {virtual_end})"
+    );
 }
 
 /// C06 with a linger longer than the close deadline: the linger decides, not the deadline.

@@ -275,11 +275,6 @@ impl<R: Reply> Engine<R> {
         self.device.frames()
     }
 
-    /// Reopen the pcap file, if one is being written.
-    pub fn reopen_pcap(&mut self) -> io::Result<()> {
-        self.device.reopen_pcap()
-    }
-
     /// Apply one request at time `now`; its answer, now or later, comes back with `reply`.
     pub fn handle(&mut self, request: Request, reply: R, now: Instant) {
         if !matches!(self.life, Life::Running) {
@@ -404,6 +399,16 @@ impl<R: Reply> Engine<R> {
                         Ok(Done::Unit)
                     }
                     None => Err(StackError::NotSocket.into()),
+                };
+                self.answers.push((reply, outcome));
+            }
+            Request::ReopenPcap => {
+                let outcome = match self.device.reopen_pcap() {
+                    Ok(()) => Ok(Done::Unit),
+                    Err(e) => {
+                        log::error!("reopening the pcap file: {e}");
+                        Err(StackError::InvalidState.into())
+                    }
                 };
                 self.answers.push((reply, outcome));
             }
