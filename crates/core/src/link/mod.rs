@@ -57,8 +57,10 @@ pub mod fault;
 pub mod guard;
 pub mod heard;
 pub mod pcap;
+pub mod queue;
 
 pub use device::LinkDevice;
 pub use fault::FaultConfig;
 pub use guard::{GuardCounters, Tuple};
 pub use pcap::PcapSink;
+pub use queue::{FrameQueues, QueueLink};
