@@ -199,3 +199,24 @@ fn poll_at_names_the_next_deadline() {
     assert_eq!(outcome.unwrap_err().error, StackError::TimedOut);
     assert_eq!((w.now - start).total_millis(), 5_000);
 }
+
+/// Readiness events are collected only when the driver asked for them: asking for the events
+/// of an engine without them neither returns any nor starts watching its sockets.
+#[test]
+fn events_only_when_enabled() {
+    let mut w = World::new();
+    w.b.engine.enable_events();
+    assert_eq!(w.a.engine.drain_events().count(), 0);
+    let (s, c) = w.connected();
+    w.call(true, Request::Send(s, b"ping".to_vec(), Wait::No));
+    assert_eq!(
+        w.a.engine.drain_events().count(),
+        0,
+        "a never enabled events"
+    );
+    let events: Vec<_> = w.b.engine.drain_events().collect();
+    assert!(
+        events.iter().any(|e| e.id == c && e.ready.readable),
+        "b's accepted socket became readable: {events:?}"
+    );
+}

@@ -85,12 +85,10 @@ impl Outlets {
         for (reply, outcome) in engine.drain_answers() {
             reply.send(outcome);
         }
-        let events = engine.drain_events();
-        match &self.events {
-            Some(sink) => events.for_each(|e| {
-                let _ = sink.send(e);
-            }),
-            None => drop(events),
+        if let Some(sink) = &self.events {
+            for event in engine.drain_events() {
+                let _ = sink.send(event);
+            }
         }
     }
 }

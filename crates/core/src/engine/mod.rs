@@ -238,9 +238,10 @@ impl<R: Reply> Engine<R> {
         self.events.get_or_insert_with(Vec::new);
     }
 
-    /// The readiness changes since the last call (empty unless events are enabled).
-    pub fn drain_events(&mut self) -> std::vec::Drain<'_, SocketEvent> {
-        self.events.get_or_insert_with(Vec::new).drain(..)
+    /// The readiness changes since the last call (none unless events are enabled).
+    pub fn drain_events(&mut self) -> impl Iterator<Item = SocketEvent> + '_ {
+        // Asking does not turn events on: without them no socket is watched by default.
+        self.events.iter_mut().flat_map(|events| events.drain(..))
     }
 
     /// The answers since the last call, each with the reply token its request came with.
