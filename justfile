@@ -34,7 +34,7 @@ capture-clean:
 # and include/lingerstack/ws2spi.h only), on the in-memory network; set LINGERSTACK_IFACE etc.
 # to run it on a TAP.
 c-example:
-    cargo build -p lingerstack-wsp
+    cargo build -p lingerstack-wsp-capi
     mkdir -p "{{target_dir}}/c-example"
     cc -std=c99 -Wall -Wextra -Werror -pedantic -I include examples/c/echo.c \
         -L "{{target_dir}}/debug" -llingerstack_wsp -Wl,-rpath,"{{target_dir}}/debug" \

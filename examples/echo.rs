@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use lingerstack::stack::engine::DeviceOptions;
+use lingerstack::stack::DeviceOptions;
 use lingerstack::stack::link::{MemoryLink, PcapSink};
 use lingerstack::stack::{Cidr, CloseMode, SocketId, Stack, StackConfig, StackError, Wait};
 use lingerstack_testkit::{Capture, Dir, TapNet, Trace, peer};

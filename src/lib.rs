@@ -26,11 +26,14 @@
 //! ```
 //!
 //! The parts, re-exported:
-//! - [`stack`]: the engine (smoltcp on one thread, driven by commands) and its [`Stack`]
-//!   handle, with [`net`], [`poll`] and the async face on top;
+//! - [`engine`]: the sans-I/O core (`lingerstack-core`), a value that takes requests, frames
+//!   and the time, for driving synchronously (a virtual clock, a test harness);
+//! - [`stack`]: the runtime around it (the engine on one thread with mio and the clock) and its
+//!   [`Stack`] handle, with [`net`], [`poll`] and the async face on top;
 //! - [`tap`]: the TAP device driver ([`tap::TapLink`]);
 //! - [`wsp`]: the Winsock SPI facade (descriptors, linger and close, events, overlapped I/O).
 
+pub use lingerstack_core as engine;
 pub use lingerstack_stack as stack;
 pub use lingerstack_tap as tap;
 pub use lingerstack_wsp as wsp;

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Shutdown as NetShutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lingerstack::stack::engine::DeviceOptions;
+use lingerstack::stack::DeviceOptions;
 use lingerstack::stack::{
     CloseMode, CloseOutcome, CloseReason, Shutdown, SocketId, Stack, StackError, Wait,
 };

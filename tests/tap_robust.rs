@@ -3,7 +3,7 @@
 //!
 //! Each test checks three views: what the stack's API says, what the kernel's own socket says
 //! (alive, ECONNRESET, EOF), and the kernel-side capture as the evidence of what crossed the
-//! wire. The unit rules of the segment guard are in `crates/stack/src/link/guard/tests.rs`.
+//! wire. The unit rules of the segment guard are in `crates/core/src/link/guard/tests.rs`.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use lingerstack::stack::engine::DeviceOptions;
+use lingerstack::stack::DeviceOptions;
 use lingerstack::stack::{CloseMode, SocketId, Stack, StackConfig, StackError, Wait};
 use lingerstack_testkit::inject::tcp_frame;
 use lingerstack_testkit::{

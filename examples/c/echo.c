@@ -2,6 +2,7 @@
  * proc table. With no LINGERSTACK_IFACE it runs on the in-memory loopback network (127.0.0.1),
  * so it needs no privileges: `just c-example`.
  *
+ *   cargo build -p lingerstack-wsp-capi
  *   cc -std=c99 -Wall -Wextra -Werror -I include examples/c/echo.c \
  *      -L target/debug -llingerstack_wsp -Wl,-rpath,target/debug -o echo */
 #include <lingerstack/ws2spi.h>

@@ -3,8 +3,8 @@
  *
  * The shapes of Windows' ws2spi.h with fixed-width types (Windows is LLP64: its long is 32 bits),
  * as docs/abi.md describes them. Usable from C99 and C++. The provider's Rust code
- * (crates/wsp/src/ffi/types.rs) pins the same sizes and offsets; crates/wsp/tests/c/layout.c
- * checks them from C.
+ * (crates/wsp-capi/src/types.rs) pins the same sizes and offsets;
+ * crates/wsp-capi/tests/c/layout.c checks them from C.
  *
  * Usage: fill a WSAPROTOCOL_INFOW (family 2 or 23, type 1, protocol 6), a WSPUPCALLTABLE (any
  * entry may be NULL), call WSPStartup(WSP_VERSION_2_2, ...) and drive every socket through the

@@ -50,14 +50,20 @@ impl Bare {
     pub fn new(mtu: u32, rx: usize, tx: usize) -> Result<Bare, String> {
         let net = TapNet::with_mtu(mtu).map_err(util::ctx("TapNet"))?;
         let name = net.tap_name().to_string();
-        let mut link = net
+        let link = net
             .ns()
             .run(move || TapLink::open(&name))
             .map_err(util::ctx("TapLink::open"))?;
         let poll = mio::Poll::new().map_err(util::ctx("mio"))?;
         let waker =
             Arc::new(mio::Waker::new(poll.registry(), mio::Token(1)).map_err(util::ctx("waker"))?);
-        link.register(poll.registry(), mio::Token(0), &waker)
+        let fd = link.fd().ok_or("a TAP has a descriptor")?;
+        poll.registry()
+            .register(
+                &mut mio::unix::SourceFd(&fd),
+                mio::Token(0),
+                mio::Interest::READABLE,
+            )
             .map_err(util::ctx("register TAP"))?;
         let mut device = LinkDevice::new(Box::new(link), None, FaultConfig::default(), 0x5eed);
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(net.stack_mac())));

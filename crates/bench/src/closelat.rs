@@ -121,7 +121,7 @@ fn linger_timeout(settings: &Settings) -> Vec<Record> {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     let result = util::guarded("linger setup", || {
         let blackhole = Arc::new(AtomicBool::new(false));
-        let options = lingerstack_stack::engine::DeviceOptions {
+        let options = lingerstack_stack::DeviceOptions {
             faults: lingerstack_stack::link::FaultConfig {
                 blackhole_in: blackhole.clone(),
                 ..Default::default()

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::{CloseMode, SocketId, Stack, Wait};
 use lingerstack_testkit::{TapNet, peer, stack_config, start_stack};
 

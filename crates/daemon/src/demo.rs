@@ -23,7 +23,7 @@ use std::net::{Ipv4Addr, Shutdown as NetShutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::MemoryLink;
 use lingerstack_stack::{Cidr, CloseMode, SocketId, Stack, StackConfig, TcpOptions, Wait};
 use lingerstack_testkit::{Capture, Dir, TapNet, Trace, peer};

@@ -39,7 +39,7 @@ impl SharedPcap {
         if let Ok(mut sink) = self.sink.lock()
             && let Some(sink) = sink.as_mut()
         {
-            sink.write(frame);
+            sink.record(std::time::SystemTime::now(), frame.len(), frame);
         }
     }
 
@@ -142,13 +142,12 @@ impl<L: Link> Link for WatchedLink<L> {
         self.inner.mtu()
     }
 
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        waker: &Arc<mio::Waker>,
-    ) -> io::Result<()> {
-        self.inner.register(registry, token, waker)
+    fn fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.fd()
+    }
+
+    fn set_wake(&mut self, wake: lingerstack_stack::link::Wake) {
+        self.inner.set_wake(wake)
     }
 
     fn describe(&self) -> String {

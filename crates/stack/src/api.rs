@@ -14,9 +14,9 @@ use crate::command::{
 };
 use crate::config::StackConfig;
 use crate::counters::Counters;
-use crate::engine::{DeviceOptions, Engine};
 use crate::error::StackError;
 use crate::link::Link;
+use lingerstack_core::{DeviceOptions, Engine};
 
 struct Inner {
     commands: Sender<Command>,
@@ -46,17 +46,21 @@ impl Stack {
         options: DeviceOptions,
         events: Option<Sender<SocketEvent>>,
     ) -> io::Result<Stack> {
-        let mut engine = Engine::new(
+        // Engine time 0 is now: the runner's clock counts from here, and the engine's pcap
+        // stamps its frames from the wall-clock time of this moment.
+        let origin = std::time::Instant::now();
+        let mut options = options;
+        options.pcap = options
+            .pcap
+            .map(|p| p.with_epoch(std::time::SystemTime::now()));
+        let engine = Engine::new(
             config,
             link,
             options,
-            smoltcp::time::Instant::from_micros(0),
+            lingerstack_core::Instant::from_micros(0),
         )?;
-        if let Some(sink) = events {
-            engine.set_event_sink(sink);
-        }
         let (commands, rx) = unbounded();
-        let (doorbell, thread) = crate::runner::spawn(engine, rx)?;
+        let (doorbell, thread) = crate::runner::spawn(engine, rx, events, origin)?;
         Ok(Stack {
             inner: Arc::new(Inner {
                 commands,
@@ -123,8 +127,10 @@ impl Stack {
 
     /// Queue bytes; blocking waits until all are queued. The failure carries bytes queued so far.
     pub fn send(&self, id: SocketId, data: &[u8], wait: Wait) -> Result<usize, Failure> {
-        // `call` waits for the answer, so the engine may copy straight from `data`.
-        match self.call(Request::SendLent(id, Lent::reading(data), wait))? {
+        // SAFETY: `call` waits until the engine has answered or dropped the request (the slot
+        // counts its responders), so `data` outlives every use the engine makes of it.
+        let lent = unsafe { Lent::reading(data) };
+        match self.call(Request::SendLent(id, lent, wait))? {
             Done::Sent(n) => Ok(n),
             other => Err(unexpected(other).into()),
         }
@@ -133,9 +139,11 @@ impl Stack {
     /// Receive into `buf` (up to its length); 0 is end of stream (or an empty `buf`). The
     /// engine copies straight from the socket into `buf`: one copy, no allocation.
     pub fn recv_into(&self, id: SocketId, buf: &mut [u8], wait: Wait) -> Result<usize, StackError> {
-        // `call` waits for the answer, so the engine may write into `buf` until then.
+        // SAFETY: `call` waits until the engine has answered or dropped the request, and `buf`
+        // is borrowed mutably until then, so nothing else touches it while the engine writes.
+        let lent = unsafe { Lent::writing(buf) };
         match self
-            .call(Request::RecvLent(id, Lent::writing(buf), wait))
+            .call(Request::RecvLent(id, lent, wait))
             .map_err(|f| f.error)?
         {
             Done::ReceivedInto(n) => Ok(n),
@@ -230,6 +238,13 @@ impl Stack {
             Done::Counters(c) => Ok(*c),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Start the engine's pcap file afresh at the same path (after log rotation, SIGHUP).
+    /// Without a pcap there is nothing to do; `InvalidState` when the file could not be
+    /// reopened (the log says why).
+    pub fn reopen_pcap(&self) -> Result<(), StackError> {
+        self.call_unit(Request::ReopenPcap)
     }
 
     /// Reset open connections, give closing ones `grace`, stop the engine and join its thread.

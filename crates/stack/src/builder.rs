@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::api::Stack;
 use crate::config::{Cidr, StackConfig};
-use crate::engine::DeviceOptions;
 use crate::link::Link;
+use lingerstack_core::DeviceOptions;
 
 /// Settings of a new stack; [`StackBuilder::start`] brings it up on a link.
 ///

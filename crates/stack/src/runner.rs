@@ -1,5 +1,6 @@
-//! The thin runner around the engine: one thread with mio, the link's fd, a waker for
-//! commands, and the monotonic clock.
+//! The thin runner around the engine: one thread with mio, the link's fd (or its wake hook), a
+//! waker for commands, and the monotonic clock. It hands the engine what arrived and the time,
+//! and delivers the answers and events the engine hands back.
 
 use std::io;
 use std::sync::Arc;
@@ -7,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant as StdInstant;
 
-use crossbeam_channel::{Receiver, TryRecvError};
-use mio::{Events, Poll, Token, Waker};
-use smoltcp::time::Instant;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use lingerstack_core::{Engine, Instant, Request, SocketEvent};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::command::{Command, Request, Responder};
-use crate::engine::Engine;
+use crate::command::{Command, Responder};
 
 /// Token of the command waker.
 pub(crate) const WAKER: Token = Token(0);
@@ -70,14 +71,61 @@ impl Doorbell {
     }
 }
 
+/// The engine as the runner drives it: answers go to responders.
+pub(crate) type RunEngine = Engine<Responder>;
+
+/// Where the runner sends what the engine hands back.
+struct Outlets {
+    events: Option<Sender<SocketEvent>>,
+}
+
+impl Outlets {
+    /// Deliver the engine's answers and readiness changes.
+    fn deliver(&self, engine: &mut RunEngine) {
+        for (reply, outcome) in engine.drain_answers() {
+            reply.send(outcome);
+        }
+        if let Some(sink) = &self.events {
+            for event in engine.drain_events() {
+                let _ = sink.send(event);
+            }
+        }
+    }
+}
+
+/// Let the link wake the poll: register its file descriptor, or give it a hook that rings
+/// the poll's waker (mio allows one waker per poll, so commands and frames share it; the
+/// engine reads its link after every wake-up).
+fn register_link(engine: &mut RunEngine, poll: &Poll, waker: &Arc<Waker>) -> io::Result<()> {
+    let link = engine.link_mut();
+    match link.fd() {
+        Some(fd) => poll
+            .registry()
+            .register(&mut SourceFd(&fd), LINK, Interest::READABLE),
+        None => {
+            let waker = waker.clone();
+            link.set_wake(Arc::new(move || {
+                let _ = waker.wake();
+            }));
+            Ok(())
+        }
+    }
+}
+
 /// Start the engine's thread. Returns the doorbell and the thread's handle.
 pub(crate) fn spawn(
-    mut engine: Engine,
+    mut engine: RunEngine,
     commands: Receiver<Command>,
+    events: Option<Sender<SocketEvent>>,
+    origin: StdInstant,
 ) -> io::Result<(Arc<Doorbell>, JoinHandle<()>)> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    engine.register_link(poll.registry(), LINK, &waker)?;
+    register_link(&mut engine, &poll, &waker)?;
+    if events.is_some() {
+        engine.enable_events();
+    }
+    let outlets = Outlets { events };
     let doorbell = Arc::new(Doorbell {
         waker,
         asleep: AtomicBool::new(false),
@@ -85,12 +133,18 @@ pub(crate) fn spawn(
     let bell = doorbell.clone();
     let thread = std::thread::Builder::new()
         .name("lingerstack-engine".into())
-        .spawn(move || run(engine, poll, commands, &bell))?;
+        .spawn(move || run(engine, poll, commands, &bell, &outlets, Clock(origin)))?;
     Ok((doorbell, thread))
 }
 
-fn run(mut engine: Engine, mut poll: Poll, commands: Receiver<Command>, doorbell: &Doorbell) {
-    let clock = Clock(StdInstant::now());
+fn run(
+    mut engine: RunEngine,
+    mut poll: Poll,
+    commands: Receiver<Command>,
+    doorbell: &Doorbell,
+    outlets: &Outlets,
+    clock: Clock,
+) {
     let mut events = Events::with_capacity(16);
     let mut orphaned = false;
     let busy_poll = busy_poll_time();
@@ -143,9 +197,11 @@ fn run(mut engine: Engine, mut poll: Poll, commands: Receiver<Command>, doorbell
         let mut handled = 0;
         for _ in 0..COMMAND_BATCH {
             match commands.try_recv() {
-                Ok(command) => {
+                Ok(Command { request, reply }) => {
                     handled += 1;
-                    engine.handle(command, clock.now())
+                    engine.handle(request, reply, clock.now());
+                    // Answer at once: a caller spinning for a quick answer gets it now.
+                    outlets.deliver(&mut engine);
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
@@ -154,27 +210,23 @@ fn run(mut engine: Engine, mut poll: Poll, commands: Receiver<Command>, doorbell
                         orphaned = true;
                         let (tx, _rx) = crossbeam_channel::bounded(1);
                         let grace = std::time::Duration::from_secs(2);
-                        engine.handle(
-                            Command {
-                                request: Request::Stop { grace },
-                                reply: Responder::new(tx, 0),
-                            },
-                            clock.now(),
-                        );
+                        engine.handle(Request::Stop { grace }, Responder::new(tx, 0), clock.now());
                     }
                     break;
                 }
             }
         }
         engine.poll(clock.now());
+        outlets.deliver(&mut engine);
         active = handled > 0 || engine.frames() != frames;
         if engine.is_stopped() {
             break;
         }
     }
     // Answer whatever arrived in the meantime so no caller hangs.
-    while let Ok(command) = commands.try_recv() {
-        engine.handle(command, clock.now());
+    while let Ok(Command { request, reply }) = commands.try_recv() {
+        engine.handle(request, reply, clock.now());
     }
+    outlets.deliver(&mut engine);
     log::debug!("engine thread exits");
 }

@@ -1,4 +1,4 @@
-//! Keep-alive on the engine core with a virtual clock: two engines on the in-memory link,
+//! Keep-alive on the sans-I/O core (`lingerstack-core`) with a virtual clock: two engines on the in-memory link,
 //! polled by the test, time advanced by hand, so hours of idle time take milliseconds and the
 //! give-up time is checked to the step.
 
@@ -6,11 +6,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
-use lingerstack_stack::command::{Command, Done, Outcome, Request, Responder};
-use lingerstack_stack::engine::{DeviceOptions, Engine};
-use lingerstack_stack::link::{FaultConfig, MemoryLink};
-use lingerstack_stack::{Cidr, CloseReason, KeepAlive, SocketId, StackConfig, StackError, Wait};
+use lingerstack_core::link::FaultConfig;
+use lingerstack_core::{Cidr, CloseReason, KeepAlive, SocketId, StackConfig, StackError, Wait};
+use lingerstack_core::{DeviceOptions, Done, Engine, Outcome, Request};
+use lingerstack_stack::MemoryLink;
 use smoltcp::time::Instant;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 8, 0, 1);
@@ -26,12 +25,10 @@ const KEEP_ALIVE: KeepAlive = KeepAlive {
 /// Engine a (the client, no keep-alive) and engine b (the server, keep-alive on its listener),
 /// with b's fault switches at hand.
 struct Pair {
-    a: Engine,
-    b: Engine,
+    a: Engine<u64>,
+    b: Engine<u64>,
     b_faults: FaultConfig,
     now: Instant,
-    replies: Receiver<(u64, Outcome)>,
-    tx: Sender<(u64, Outcome)>,
     tag: u64,
     answered: std::collections::HashMap<u64, Outcome>,
 }
@@ -58,14 +55,11 @@ impl Pair {
             faults: b_faults.clone(),
         };
         let b = Engine::new(config(B, 2), Box::new(lb), b_options, now).unwrap();
-        let (tx, replies) = unbounded();
         Pair {
             a,
             b,
             b_faults,
             now,
-            replies,
-            tx,
             tag: 0,
             answered: Default::default(),
         }
@@ -73,9 +67,8 @@ impl Pair {
 
     fn submit(&mut self, on_a: bool, request: Request) -> u64 {
         self.tag += 1;
-        let reply = Responder::new(self.tx.clone(), self.tag);
         let engine = if on_a { &mut self.a } else { &mut self.b };
-        engine.handle(Command { request, reply }, self.now);
+        engine.handle(request, self.tag, self.now);
         self.tag
     }
 
@@ -89,7 +82,8 @@ impl Pair {
     }
 
     fn answer(&mut self, tag: u64) -> Option<Outcome> {
-        self.answered.extend(self.replies.try_iter());
+        self.answered.extend(self.a.drain_answers());
+        self.answered.extend(self.b.drain_answers());
         self.answered.remove(&tag)
     }
 

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::thread;
 use std::time::Duration;
 
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::MemoryLink;
 use lingerstack_stack::{Cidr, CloseMode, SocketId, Stack, StackConfig, StackError, Wait};
 

@@ -1,5 +1,6 @@
-//! The engine core driven synchronously with a virtual clock: two engines on the in-memory
-//! link, polled in turn by the test, time advanced by hand. Timing rules run in milliseconds
+//! The sans-I/O core (`lingerstack-core`) driven synchronously with a virtual clock: two
+//! engines on the in-memory link, polled in turn by the test, time advanced by hand, answers
+//! collected with plain numbers as reply tokens. Timing rules run in milliseconds
 //! of real time and are exact.
 
 use std::io;
@@ -7,13 +8,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, unbounded};
-use lingerstack_stack::command::{Command, Done, Outcome, Request, Responder};
-use lingerstack_stack::engine::{DeviceOptions, Engine};
-use lingerstack_stack::link::{FaultConfig, Link, MemoryLink, PcapSink};
-use lingerstack_stack::{
+use lingerstack_core::link::{FaultConfig, Link, PcapSink};
+use lingerstack_core::{
     Cidr, CloseMode, CloseOutcome, CloseReason, SocketId, StackConfig, StackError, Wait,
 };
+use lingerstack_core::{DeviceOptions, Done, Engine, Outcome, Request};
+use lingerstack_stack::MemoryLink;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
 
@@ -41,14 +41,6 @@ impl Link for Recording {
     fn mtu(&self) -> usize {
         self.inner.mtu()
     }
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        waker: &Arc<mio::Waker>,
-    ) -> io::Result<()> {
-        self.inner.register(registry, token, waker)
-    }
     fn describe(&self) -> String {
         "recorded memory".into()
     }
@@ -69,11 +61,9 @@ fn tcp_rst(frame: &[u8]) -> Option<bool> {
 }
 
 struct Pair {
-    a: Engine,
-    b: Engine,
+    a: Engine<u64>,
+    b: Engine<u64>,
     now: Instant,
-    replies: Receiver<(u64, Outcome)>,
-    tx: crossbeam_channel::Sender<(u64, Outcome)>,
     tag: u64,
     answered: std::collections::HashMap<u64, Outcome>,
     /// Every frame engine a has put on the cable, in order.
@@ -114,13 +104,10 @@ impl Pair {
             now,
         )
         .unwrap();
-        let (tx, replies) = unbounded();
         Pair {
             a,
             b,
             now,
-            replies,
-            tx,
             tag: 0,
             answered: Default::default(),
             a_sent,
@@ -144,12 +131,8 @@ impl Pair {
     /// Submit a request to one engine; returns its tag.
     fn submit(&mut self, on_a: bool, request: Request) -> u64 {
         self.tag += 1;
-        let command = Command {
-            request,
-            reply: Responder::new(self.tx.clone(), self.tag),
-        };
         let engine = if on_a { &mut self.a } else { &mut self.b };
-        engine.handle(command, self.now);
+        engine.handle(request, self.tag, self.now);
         self.tag
     }
 
@@ -164,7 +147,8 @@ impl Pair {
 
     /// The answer to `tag`, if it has come (other answers are kept for later).
     fn answer(&mut self, tag: u64) -> Option<Outcome> {
-        self.answered.extend(self.replies.try_iter());
+        self.answered.extend(self.a.drain_answers());
+        self.answered.extend(self.b.drain_answers());
         self.answered.remove(&tag)
     }
 
@@ -492,7 +476,11 @@ fn c24_vanished_peer_hits_the_close_deadline() {
 #[test]
 fn pcap_middleware_records_frames() {
     let path = std::env::temp_dir().join(format!("lingerstack-vc-{}.pcap", std::process::id()));
-    let pcap = PcapSink::create(&path).unwrap();
+    // Engine time 0 is this wall-clock second: the records must carry virtual time on top of
+    // it, not the time the test happens to run at.
+    let epoch_secs = 1_700_000_000u32;
+    let epoch = std::time::UNIX_EPOCH + Duration::from_secs(u64::from(epoch_secs));
+    let pcap = PcapSink::create(&path).unwrap().with_epoch(epoch);
     let mut p = Pair::with_options(
         64 * 1024,
         DeviceOptions {
@@ -502,18 +490,33 @@ fn pcap_middleware_records_frames() {
     );
     transfer(&mut p, 10_000);
     let counters = p.a.counters();
+    let virtual_end = p.now;
     drop(p);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).ok();
-    assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes());
-    let (mut at, mut frames) = (24, 0u64);
+    assert_eq!(
+        &bytes[..4],
+        &0xa1b2_3c4du32.to_le_bytes(),
+        "nanosecond pcap"
+    );
+    let (mut at, mut frames, mut last) = (24, 0u64, Duration::ZERO);
     while at + 16 <= bytes.len() {
-        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
-        at += 16 + caplen;
+        let word = |i: usize| u32::from_le_bytes(bytes[at + i..at + i + 4].try_into().unwrap());
+        let stamp = Duration::new(u64::from(word(0)), word(4));
+        let since = stamp
+            .checked_sub(Duration::from_secs(u64::from(epoch_secs)))
+            .expect("stamped before engine time 0");
+        assert!(since >= last, "timestamps go back");
+        last = since;
+        at += 16 + word(8) as usize;
         frames += 1;
     }
     assert_eq!(at, bytes.len(), "truncated record");
     assert_eq!(frames, counters.rx_frames + counters.tx_frames);
+    assert!(
+        last.as_micros() as i64 <= virtual_end.total_micros(),
+        "a frame stamped after the virtual end ({last:?} > {virtual_end})"
+    );
 }
 
 /// C06 with a linger longer than the close deadline: the linger decides, not the deadline.

@@ -27,7 +27,7 @@ mod tests;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use lingerstack_stack::link::Link;
+use lingerstack_core::link::Link;
 use tun_tap::{Iface, Mode};
 
 /// Length of an Ethernet header without VLAN tag: a frame is at most MTU + this many bytes.
@@ -236,7 +236,7 @@ fn is_gone_errno(errno: i32) -> bool {
 }
 
 impl AsRawFd for TapLink {
-    /// The TAP descriptor (for polling it by other means than `Link::register`).
+    /// The TAP descriptor (the same as [`Link::fd`]).
     fn as_raw_fd(&self) -> RawFd {
         self.iface.as_raw_fd()
     }
@@ -328,20 +328,10 @@ impl Link for TapLink {
         self.mtu
     }
 
-    /// Registers the TAP descriptor with `registry` for `READABLE` (edge-triggered, as mio
-    /// always is: the engine reads until `Ok(None)`). A deleted device shows as an error event.
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        _waker: &std::sync::Arc<mio::Waker>,
-    ) -> io::Result<()> {
-        let fd = self.iface.as_raw_fd();
-        registry.register(
-            &mut mio::unix::SourceFd(&fd),
-            token,
-            mio::Interest::READABLE,
-        )
+    /// The TAP descriptor: the runtime polls it for readability (edge-triggered with mio: the
+    /// engine reads until `Ok(None)`). A deleted device shows as an error event.
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.iface.as_raw_fd())
     }
 
     fn describe(&self) -> String {

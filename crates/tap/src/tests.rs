@@ -271,9 +271,16 @@ fn tap_link_against_kernel() {
 
         ip(&["-n", &ns_name, "addr", "add", "10.201.0.1/24", "dev", dev]);
 
+        // Poll the descriptor the link offers, as the runtime does.
         let mut poll = mio::Poll::new().unwrap();
-        let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), mio::Token(99)).unwrap());
-        Link::register(&mut link, poll.registry(), TOKEN, &waker).unwrap();
+        let fd = Link::fd(&link).expect("a TAP has a descriptor");
+        poll.registry()
+            .register(
+                &mut mio::unix::SourceFd(&fd),
+                TOKEN,
+                mio::Interest::READABLE,
+            )
+            .unwrap();
 
         // ARP: ask the kernel for 10.201.0.1 from 10.201.0.2.
         let request = arp_request(STACK_MAC, STACK_IP, KERNEL_IP);

@@ -1,8 +1,8 @@
 //! Kernel-side packet capture on an interface with an AF_PACKET socket, written to pcap.
 
 use std::ffi::CString;
-use std::fs::File;
-use std::io::{self, BufWriter};
+
+use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-use pcap_file::{DataLink, Endianness, TsResolution};
+use lingerstack_stack::link::PcapSink;
 
 use crate::{Dir, Netns, Trace};
 
@@ -305,30 +304,18 @@ fn drops(fd: RawFd) -> io::Result<u32> {
     Ok(stats.tp_drops)
 }
 
-/// Writes `frames` as a little-endian, nanosecond, Ethernet pcap file.
+/// Writes `frames` as a nanosecond Ethernet pcap file, through the engine's own pcap writer
+/// (one writer for the whole workspace).
 fn write_pcap(path: &Path, frames: &[RawFrame]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let header = PcapHeader {
-        snaplen: SNAPLEN as u32,
-        datalink: DataLink::ETHERNET,
-        ts_resolution: TsResolution::NanoSecond,
-        endianness: Endianness::Little,
-        ..PcapHeader::default()
-    };
-    let mut w = PcapWriter::with_header(BufWriter::new(File::create(path)?), header)
-        .map_err(io::Error::other)?;
+    let mut sink = PcapSink::create(path)?;
     for f in frames {
-        let ts = f
-            .time
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        w.write_packet(&PcapPacket::new(ts, f.orig_len, &f.data))
-            .map_err(io::Error::other)?;
+        sink.record(f.time, f.orig_len as usize, &f.data);
     }
-    let mut out = w.into_writer();
-    io::Write::flush(&mut out)
+    sink.flush();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -345,8 +332,10 @@ mod tests {
             data: vec![1, 2, 3, 4],
         };
         write_pcap(&path, &[frame]).unwrap();
-        let mut r = pcap_file::pcap::PcapReader::new(File::open(&path).unwrap()).unwrap();
-        assert_eq!(r.header().datalink, DataLink::ETHERNET);
+        // Read back with an independent reader.
+        let file = std::fs::File::open(&path).unwrap();
+        let mut r = pcap_file::pcap::PcapReader::new(file).unwrap();
+        assert_eq!(r.header().datalink, pcap_file::DataLink::ETHERNET);
         let p = r.next_packet().unwrap().unwrap();
         assert_eq!(p.timestamp, Duration::new(1_700_000_000, 123_456_789));
         assert_eq!(&*p.data, &[1, 2, 3, 4]);

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::{Cidr, SocketEvent, Stack, StackConfig};
 use lingerstack_tap::TapLink;
 

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use lingerstack_stack::command::Request;
-use lingerstack_stack::command::Responder;
+use lingerstack_stack::Request;
+use lingerstack_stack::Responder;
 use lingerstack_stack::{CloseMode, Shutdown, StackError, Wait};
 
 use crate::callback::run_callback;

@@ -11,25 +11,45 @@ use crate::consts::*;
 pub struct WsaError(pub i32);
 
 impl WsaError {
+    /// `WSAEINTR`.
     pub const INTR: WsaError = WsaError(WSAEINTR);
+    /// `WSAEFAULT`.
     pub const FAULT: WsaError = WsaError(WSAEFAULT);
+    /// `WSAEINVAL`.
     pub const INVAL: WsaError = WsaError(WSAEINVAL);
+    /// `WSAEWOULDBLOCK`.
     pub const WOULDBLOCK: WsaError = WsaError(WSAEWOULDBLOCK);
+    /// `WSAEINPROGRESS`.
     pub const INPROGRESS: WsaError = WsaError(WSAEINPROGRESS);
+    /// `WSAENOTSOCK`.
     pub const NOTSOCK: WsaError = WsaError(WSAENOTSOCK);
+    /// `WSAENOPROTOOPT`.
     pub const NOPROTOOPT: WsaError = WsaError(WSAENOPROTOOPT);
+    /// `WSAEOPNOTSUPP`.
     pub const OPNOTSUPP: WsaError = WsaError(WSAEOPNOTSUPP);
+    /// `WSAEAFNOSUPPORT`.
     pub const AFNOSUPPORT: WsaError = WsaError(WSAEAFNOSUPPORT);
+    /// `WSAENETDOWN`.
     pub const NETDOWN: WsaError = WsaError(WSAENETDOWN);
+    /// `WSAENETRESET`.
     pub const NETRESET: WsaError = WsaError(WSAENETRESET);
+    /// `WSAENOTCONN`.
     pub const NOTCONN: WsaError = WsaError(WSAENOTCONN);
+    /// `WSAECONNRESET`.
     pub const CONNRESET: WsaError = WsaError(WSAECONNRESET);
+    /// `WSAECONNREFUSED`.
     pub const CONNREFUSED: WsaError = WsaError(WSAECONNREFUSED);
+    /// `WSANOTINITIALISED`.
     pub const NOTINITIALISED: WsaError = WsaError(WSANOTINITIALISED);
+    /// `WSA_IO_PENDING`.
     pub const IO_PENDING: WsaError = WsaError(WSA_IO_PENDING);
+    /// `WSA_IO_INCOMPLETE`.
     pub const IO_INCOMPLETE: WsaError = WsaError(WSA_IO_INCOMPLETE);
+    /// `WSA_OPERATION_ABORTED`.
     pub const OPERATION_ABORTED: WsaError = WsaError(WSA_OPERATION_ABORTED);
+    /// `WSASYSNOTREADY`.
     pub const SYSNOTREADY: WsaError = WsaError(WSASYSNOTREADY);
+    /// `WSAVERNOTSUPPORTED`.
     pub const VERNOTSUPPORTED: WsaError = WsaError(WSAVERNOTSUPPORTED);
 
     /// The symbolic name, for logs and test failures.

@@ -18,7 +18,6 @@ mod close;
 pub mod consts;
 pub mod error;
 pub mod events;
-pub mod ffi;
 pub mod keepalive;
 pub mod linger;
 mod options;

@@ -8,9 +8,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
-use lingerstack_stack::command::{Done, Outcome};
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::Link;
+use lingerstack_stack::{Done, Outcome};
 use lingerstack_stack::{SocketEvent, SocketId, Stack, StackConfig};
 
 use crate::callback::run_callback;
@@ -185,6 +185,13 @@ impl Provider {
             return Err(WsaError::INPROGRESS);
         }
         Ok(shared)
+    }
+
+    /// Check that `s` is a live descriptor (WSAENOTSOCK otherwise), even one whose blocking
+    /// close is still waiting: the C ABI checks a descriptor before it touches the caller's
+    /// structures.
+    pub fn check_descriptor(&self, s: usize) -> WsaResult<()> {
+        self.lookup(s).map(|_| ())
     }
 
     /// The socket behind `s` without the busy check.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::MemoryLink;
 use lingerstack_stack::{Cidr, CloseMode, SocketId, Stack, StackConfig, Wait};
 use lingerstack_testkit::fuzz::{Rng, run_cases};

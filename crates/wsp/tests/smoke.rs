@@ -1,3 +1,5 @@
+//! The smallest round trip through the facade: connect, send, receive, close.
+
 mod common;
 use common::*;
 use lingerstack_wsp::WsaError;

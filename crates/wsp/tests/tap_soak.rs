@@ -25,7 +25,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::FaultConfig;
 use lingerstack_tap::TapLink;
 use lingerstack_testkit::tapnet::LINK_UP_TIMEOUT;

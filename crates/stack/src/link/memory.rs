@@ -5,16 +5,15 @@ use std::io;
 use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
-
-use super::Link;
+use lingerstack_core::link::{Link, Wake};
 
 /// One end of an in-memory Ethernet cable.
 pub struct MemoryLink {
     rx: Receiver<Vec<u8>>,
     tx: Sender<Vec<u8>>,
-    /// Set when our engine registers; the other end wakes us through it.
-    own_waker: Arc<OnceLock<Arc<mio::Waker>>>,
-    peer_waker: Arc<OnceLock<Arc<mio::Waker>>>,
+    /// Set when our engine's driver gives its wake hook; the other end wakes us through it.
+    own_waker: Arc<OnceLock<Wake>>,
+    peer_waker: Arc<OnceLock<Wake>>,
     mtu: usize,
 }
 
@@ -79,8 +78,8 @@ impl Link for MemoryLink {
             // The other end is gone: like a cable to nowhere, frames vanish.
             return Ok(true);
         }
-        if let Some(w) = self.peer_waker.get() {
-            let _ = w.wake();
+        if let Some(wake) = self.peer_waker.get() {
+            wake();
         }
         Ok(true)
     }
@@ -89,16 +88,10 @@ impl Link for MemoryLink {
         self.mtu
     }
 
-    fn register(
-        &mut self,
-        _registry: &mio::Registry,
-        _token: mio::Token,
-        waker: &Arc<mio::Waker>,
-    ) -> io::Result<()> {
-        // Frames may have arrived before we registered: wake once so they are read.
-        waker.wake()?;
-        let _ = self.own_waker.set(waker.clone());
-        Ok(())
+    fn set_wake(&mut self, wake: Wake) {
+        // Frames may have arrived before the hook was set: wake once so they are read.
+        wake();
+        let _ = self.own_waker.set(wake);
     }
 
     fn describe(&self) -> String {

@@ -16,10 +16,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
-use lingerstack_stack::command::{Command, Done, Outcome, Request, Responder};
-use lingerstack_stack::engine::{DeviceOptions, Engine};
-use lingerstack_stack::link::{Link, MemoryLink};
+use lingerstack_core::{DeviceOptions, Done, Engine, Link, Request};
+use lingerstack_stack::link::MemoryLink;
 use lingerstack_stack::{
     Cidr, CloseMode, KeepAlive, Shutdown, SocketId, StackConfig, TcpOptions, Wait,
 };
@@ -80,15 +78,6 @@ impl Link for StormGuard {
         self.link.mtu()
     }
 
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        waker: &std::sync::Arc<mio::Waker>,
-    ) -> std::io::Result<()> {
-        self.link.register(registry, token, waker)
-    }
-
     fn describe(&self) -> String {
         "memory (fuzzed)".into()
     }
@@ -116,14 +105,12 @@ pub(super) struct Flow {
 
 /// The two engines, the middle of the cable, the clock and the book-keeping of calls.
 pub struct Net {
-    t: Engine,
-    p: Engine,
+    t: Engine<u64>,
+    p: Engine<u64>,
     /// The fuzzer's end of T's cable and of P's.
     t_wire: MemoryLink,
     p_wire: MemoryLink,
     now: Instant,
-    tx: Sender<(u64, Outcome)>,
-    rx: Receiver<(u64, Outcome)>,
     next_tag: u64,
     /// Calls not answered yet, by tag.
     outstanding: HashMap<u64, Side>,
@@ -220,15 +207,12 @@ impl Net {
             now,
         )
         .expect("engine P");
-        let (tx, rx) = unbounded();
         Net {
             t,
             p,
             t_wire,
             p_wire,
             now,
-            tx,
-            rx,
             next_tag: 0,
             outstanding: HashMap::new(),
             t_ids: Vec::new(),
@@ -240,7 +224,7 @@ impl Net {
         }
     }
 
-    fn engine(&mut self, side: Side) -> &mut Engine {
+    fn engine(&mut self, side: Side) -> &mut Engine<u64> {
         match side {
             Side::T => &mut self.t,
             Side::P => &mut self.p,
@@ -259,18 +243,19 @@ impl Net {
         self.next_tag += 1;
         let tag = self.next_tag;
         self.outstanding.insert(tag, side);
-        let command = Command {
-            request,
-            reply: Responder::new(self.tx.clone(), tag),
-        };
         let now = self.now;
-        self.engine(side).handle(command, now);
+        self.engine(side).handle(request, tag, now);
         self.collect();
     }
 
     /// Take in the answers that came; new sockets (opened or accepted) join their side's list.
     fn collect(&mut self) {
-        while let Ok((tag, outcome)) = self.rx.try_recv() {
+        let answers: Vec<_> = self
+            .t
+            .drain_answers()
+            .chain(self.p.drain_answers())
+            .collect();
+        for (tag, outcome) in answers {
             let side = self
                 .outstanding
                 .remove(&tag)

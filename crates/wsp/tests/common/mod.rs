@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lingerstack_stack::engine::DeviceOptions;
-use lingerstack_stack::link::{Link, MemoryLink};
+use lingerstack_stack::DeviceOptions;
+use lingerstack_stack::link::{Link, MemoryLink, Wake};
 use lingerstack_stack::{Cidr, Stack, StackConfig, Wait};
 use lingerstack_wsp::consts::*;
 use lingerstack_wsp::{Linger, Provider, ProviderConfig};
@@ -26,7 +26,7 @@ pub struct Net {
     pub p: Provider,
     pub peer: Stack,
     cut: Arc<AtomicBool>,
-    waker: Arc<Mutex<Option<Arc<mio::Waker>>>>,
+    waker: Arc<Mutex<Option<Wake>>>,
     sent: Recorder,
 }
 
@@ -57,7 +57,7 @@ fn config(addr: Ipv4Addr, last: u8, rx_buffer: usize) -> StackConfig {
 pub struct CutLink {
     inner: MemoryLink,
     cut: Arc<AtomicBool>,
-    waker: Arc<Mutex<Option<Arc<mio::Waker>>>>,
+    waker: Arc<Mutex<Option<Wake>>>,
     sent: Recorder,
 }
 
@@ -78,14 +78,9 @@ impl Link for CutLink {
     fn mtu(&self) -> usize {
         self.inner.mtu()
     }
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        waker: &Arc<mio::Waker>,
-    ) -> io::Result<()> {
-        *self.waker.lock().unwrap() = Some(waker.clone());
-        self.inner.register(registry, token, waker)
+    fn set_wake(&mut self, wake: Wake) {
+        *self.waker.lock().unwrap() = Some(wake.clone());
+        self.inner.set_wake(wake)
     }
     fn describe(&self) -> String {
         "cuttable memory".into()
@@ -132,7 +127,7 @@ impl Net {
     pub fn remove_device(&self) {
         self.cut.store(true, Ordering::SeqCst);
         if let Some(w) = self.waker.lock().unwrap().as_ref() {
-            w.wake().unwrap();
+            w();
         }
     }
 

@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::{SocketInfo, StackConfig};
 use lingerstack_tap::TapLink;
 use lingerstack_testkit::peer::{read_to_end_or_error, tcp_connect, tcp_listener};

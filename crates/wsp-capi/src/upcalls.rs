@@ -10,14 +10,14 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::consts::*;
-use crate::error::{WsaError, WsaResult};
-use crate::events::{EventObject, MessageSink};
-use crate::overlapped::{Completion, Overlapped};
-use crate::provider::HandleSource;
+use wsp::HandleSource;
+use wsp::consts::*;
+use wsp::error::{WsaError, WsaResult};
+use wsp::events::{EventObject, MessageSink};
+use wsp::overlapped::{Completion, Overlapped};
 
-use super::raw::{self, OvPtr, ThreadId};
-use super::types::*;
+use crate::raw::{self, OvPtr, ThreadId};
+use crate::types::*;
 
 /// The client's upcall table, as WSPStartup received it.
 pub(crate) struct Upcalls {
@@ -254,7 +254,9 @@ struct ApcJob {
 /// The APC function the provider queues: runs the completion routine, on the thread the client
 /// chose, when the client chooses.
 unsafe extern "system" fn run_apc(context: DWORD_PTR) {
-    let job: Box<ApcJob> = raw::from_context(context);
+    // SAFETY: `context` is one the provider queued (`raw::into_context`), handed back
+    // once by the client (WPUQueueApc contract).
+    let job: Box<ApcJob> = unsafe { raw::from_context(context) };
     let _ =
         std::panic::catch_unwind(|| raw::call_routine(job.routine, job.error, job.bytes, job.ov));
 }
@@ -275,6 +277,8 @@ fn queue_routine(
     }));
     if let Err(e) = raw::call_queue_apc(queue, thread, run_apc, context) {
         log::error!("WPUQueueApc failed ({e}): completion routine not queued");
-        drop(raw::from_context::<ApcJob>(context));
+        // SAFETY: `context` is one the provider queued (`raw::into_context`), handed back
+        // once by the client (WPUQueueApc contract).
+        drop(unsafe { raw::from_context::<ApcJob>(context) });
     }
 }

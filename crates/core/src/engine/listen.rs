@@ -19,7 +19,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpListenEndpoint};
 
 use super::entry::{self, Entry, Kind, Listener};
-use super::{Engine, endpoint_addr};
+use super::{Engine, Reply, endpoint_addr};
 use crate::command::{Done, Failure, SocketId};
 use crate::error::StackError;
 
@@ -40,7 +40,7 @@ struct Census {
     dead: Vec<SocketHandle>,
 }
 
-impl Engine {
+impl<R: Reply> Engine<R> {
     pub(super) fn listen(&mut self, id: SocketId, backlog: usize) -> Result<(), StackError> {
         let max = self.config.max_backlog;
         let entry = self.entry(id)?;

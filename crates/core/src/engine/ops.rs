@@ -11,13 +11,13 @@ use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
 use super::entry::{self, Entry, Kind};
 use super::keepalive::{self, Step};
-use super::{Engine, endpoint_addr};
+use super::{Engine, Reply, endpoint_addr};
 use crate::command::{CloseReason, Done, Failure, KeepAlive, Lent, Shutdown, SocketId, TcpOptions};
 use crate::config::StackConfig;
 use crate::error::StackError;
 use crate::link::heard::PeerKey;
 
-impl Engine {
+impl<R: Reply> Engine<R> {
     pub(super) fn entry(&mut self, id: SocketId) -> Result<&mut Entry, StackError> {
         self.entries.get_mut(&id).ok_or(StackError::NotSocket)
     }

@@ -1,15 +1,11 @@
-//! The messages between application threads and the engine.
+//! What goes into the engine and what comes out: [`Request`]s in, [`Outcome`]s and
+//! [`SocketEvent`]s out, and the types they carry.
 //!
-//! Every call is one [`Command`] carrying a [`Responder`]; the engine answers each exactly once
-//! with an [`Outcome`], either at once or later when a parked waiter resolves.
+//! Every request comes with a reply token of the driver's choosing; the engine answers each
+//! exactly once with an [`Outcome`], either at once or later when a parked call resolves.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::Thread;
 use std::time::Duration;
-
-use crossbeam_channel::Sender;
 
 use crate::error::StackError;
 
@@ -34,15 +30,24 @@ pub enum Wait {
 pub enum CloseMode {
     /// FIN after all queued data, in the background, bounded by a close deadline
     /// (the configured default when `None`).
-    Graceful { deadline: Option<Duration> },
+    Graceful {
+        /// How long the graceful close may take before the engine resets it.
+        deadline: Option<Duration>,
+    },
     /// RST at the next poll; queued data is discarded.
     Abort,
     /// Blocking linger: answer once every byte and the FIN are acknowledged, or reset at the
     /// timeout and answer after the RST has been sent.
-    Linger { timeout: Duration },
+    Linger {
+        /// How long to wait for the acknowledgements before resetting.
+        timeout: Duration,
+    },
     /// Non-blocking linger: close gracefully if every sent byte is already acknowledged,
     /// otherwise fail with [`StackError::WouldBlock`] and change nothing.
-    LingerNonBlocking { deadline: Option<Duration> },
+    LingerNonBlocking {
+        /// The close deadline of the graceful close it starts.
+        deadline: Option<Duration>,
+    },
 }
 
 /// How a close ended, for the caller and for logs.
@@ -243,7 +248,7 @@ pub enum Done {
     Sent(usize),
     /// Bytes received; empty means end of stream.
     Received(Vec<u8>),
-    /// Bytes received into the caller's lent buffer ([`crate::Stack::recv_into`]); 0 means end
+    /// Bytes received into the caller's lent buffer ([`Request::RecvLent`]); 0 means end
     /// of stream.
     ReceivedInto(usize),
     /// How the close went.
@@ -274,200 +279,12 @@ impl From<StackError> for Failure {
 /// The answer to one command.
 pub type Outcome = Result<Done, Failure>;
 
-/// Where the answer to a command goes: a channel and a tag the caller chose, or (for the
-/// blocking calls of [`crate::Stack`]) the calling thread's reply slot.
-#[derive(Clone, Debug)]
-pub struct Responder {
-    to: To,
-}
-
-#[derive(Clone, Debug)]
-enum To {
-    Channel {
-        tx: Sender<(u64, Outcome)>,
-        tag: u64,
-    },
-    Slot(SlotResponder),
-    Task(crate::poll::TaskResponder),
-}
-
-impl Responder {
-    /// Answers go to `tx`, marked with `tag`.
-    pub fn new(tx: Sender<(u64, Outcome)>, tag: u64) -> Self {
-        Responder {
-            to: To::Channel { tx, tag },
-        }
-    }
-
-    /// Answers go to `slot`, whose owner thread waits in [`ReplySlot::wait`].
-    pub(crate) fn slot(slot: &Arc<ReplySlot>) -> Self {
-        slot.holders.fetch_add(1, Ordering::SeqCst);
-        Responder {
-            to: To::Slot(SlotResponder {
-                slot: Some(slot.clone()),
-                thread: slot.thread.clone(),
-            }),
-        }
-    }
-
-    /// Answers go to `slot`, whose task is woken ([`crate::poll`]).
-    pub(crate) fn task(slot: crate::poll::TaskResponder) -> Self {
-        Responder { to: To::Task(slot) }
-    }
-
-    /// True when nobody waits for the answer any more (only known for task answers): the
-    /// engine may drop such a request.
-    pub(crate) fn abandoned(&self) -> bool {
-        match &self.to {
-            To::Task(task) => task.abandoned(),
-            _ => false,
-        }
-    }
-
-    /// Deliver the answer. A caller that gave up waiting is not an error.
-    pub fn send(self, outcome: Outcome) {
-        match self.to {
-            To::Channel { tx, tag } => {
-                let _ = tx.send((tag, outcome));
-            }
-            To::Slot(mut s) => {
-                if let Some(slot) = s.slot.take() {
-                    slot.put(outcome);
-                    slot.holders.fetch_sub(1, Ordering::SeqCst);
-                    drop(slot);
-                    s.thread.unpark();
-                }
-            }
-            To::Task(task) => task.answer(outcome),
-        }
-    }
-}
-
-/// The engine's end of a reply slot. Dropped without an answer (the engine is gone), it still
-/// wakes the owner, which then sees no other holder of the slot and reports NetworkDown.
-#[derive(Debug)]
-struct SlotResponder {
-    slot: Option<Arc<ReplySlot>>,
-    thread: Thread,
-}
-
-impl Clone for SlotResponder {
-    fn clone(&self) -> Self {
-        if let Some(slot) = &self.slot {
-            slot.holders.fetch_add(1, Ordering::SeqCst);
-        }
-        SlotResponder {
-            slot: self.slot.clone(),
-            thread: self.thread.clone(),
-        }
-    }
-}
-
-impl Drop for SlotResponder {
-    fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            // Count ourselves out before the wake-up, so the owner sees us gone.
-            slot.holders.fetch_sub(1, Ordering::SeqCst);
-            drop(slot);
-            self.thread.unpark();
-        }
-    }
-}
-
-/// A one-answer mailbox owned by one thread and reused for each of its blocking calls: no
-/// channel is made per call, and the caller spins briefly before it parks, so a quick answer
-/// costs no system call on either side.
-#[derive(Debug)]
-pub(crate) struct ReplySlot {
-    ready: AtomicBool,
-    /// Responders that may still answer.
-    holders: AtomicUsize,
-    value: Mutex<Option<Outcome>>,
-    thread: Thread,
-}
-
-/// How long a caller spins for its answer before parking.
-const REPLY_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
-
-impl ReplySlot {
-    fn new() -> Arc<ReplySlot> {
-        Arc::new(ReplySlot {
-            ready: AtomicBool::new(false),
-            holders: AtomicUsize::new(0),
-            value: Mutex::new(None),
-            thread: std::thread::current(),
-        })
-    }
-
-    /// This thread's slot, free for a new call (a fresh one if an old answer's holder lingers).
-    pub(crate) fn mine() -> Arc<ReplySlot> {
-        thread_local! {
-            static SLOT: std::cell::RefCell<Option<Arc<ReplySlot>>> = const { std::cell::RefCell::new(None) };
-        }
-        SLOT.try_with(|cell| {
-            let mut cell = cell.borrow_mut();
-            match cell.as_ref() {
-                Some(slot) if slot.holders.load(Ordering::SeqCst) == 0 => {
-                    slot.ready.store(false, Ordering::Relaxed);
-                    *slot.value.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                    slot.clone()
-                }
-                _ => {
-                    let slot = ReplySlot::new();
-                    *cell = Some(slot.clone());
-                    slot
-                }
-            }
-        })
-        // Called while the thread's locals are being destroyed: a slot for this call only.
-        .unwrap_or_else(|_| ReplySlot::new())
-    }
-
-    fn put(&self, outcome: Outcome) {
-        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-        self.ready.store(true, Ordering::Release);
-    }
-
-    fn take(&self) -> Option<Outcome> {
-        self.value.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    /// Wait for the answer on the owner thread; `None` when every responder was dropped
-    /// unanswered (the engine is gone).
-    pub(crate) fn wait(self: &Arc<ReplySlot>) -> Option<Outcome> {
-        let start = std::time::Instant::now();
-        let mut spins = 0u32;
-        loop {
-            if self.ready.load(Ordering::Acquire) {
-                return self.take();
-            }
-            if self.holders.load(Ordering::SeqCst) == 0 {
-                // Every responder is gone; one may have answered just before it went.
-                return self
-                    .ready
-                    .load(Ordering::Acquire)
-                    .then(|| self.take())
-                    .flatten();
-            }
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else if start.elapsed() < REPLY_SPIN {
-                // Give the CPU to the engine or a peer if one is waiting for it.
-                std::thread::yield_now();
-            } else {
-                std::thread::park();
-            }
-        }
-    }
-}
-
 /// A caller's buffer lent to the engine for one call, so the payload is copied once, between
-/// that buffer and smoltcp's socket buffer, on the engine thread.
+/// that buffer and smoltcp's socket buffer, by the engine.
 ///
-/// Only [`crate::Stack`] makes these (the fields are private), and only in a call that waits
-/// until its [`Responder`] has answered or been dropped. The engine touches the buffer only
-/// while it holds that responder, so the borrow outlives every use.
+/// Made only by [`Lent::reading`] and [`Lent::writing`], whose callers promise that the buffer
+/// outlives the call: the engine touches it only until it hands back the call's answer (or
+/// drops the call), and the lender waits for that before its borrow ends.
 pub struct Lent {
     ptr: *mut u8,
     len: usize,
@@ -484,38 +301,52 @@ impl std::fmt::Debug for Lent {
 }
 
 impl Lent {
-    /// Lend `data` for reading. The caller must wait for the call's answer before `data`'s
-    /// borrow ends, and must not lend it for writing.
-    pub(crate) fn reading(data: &[u8]) -> Lent {
+    /// Lend `data` for reading.
+    ///
+    /// # Safety
+    ///
+    /// `data` must stay alive and unchanged until the engine has handed back the answer to the
+    /// request that carries this `Lent`, or dropped that request (or the engine).
+    pub unsafe fn reading(data: &[u8]) -> Lent {
         Lent {
             ptr: data.as_ptr().cast_mut(),
             len: data.len(),
         }
     }
 
-    /// Lend `buf` for writing. The caller must wait for the call's answer before `buf`'s borrow
-    /// ends.
-    pub(crate) fn writing(buf: &mut [u8]) -> Lent {
+    /// Lend `buf` for writing.
+    ///
+    /// # Safety
+    ///
+    /// `buf` must stay alive, and used by nobody else, until the engine has handed back the
+    /// answer to the request that carries this `Lent`, or dropped that request (or the engine).
+    pub unsafe fn writing(buf: &mut [u8]) -> Lent {
         Lent {
             ptr: buf.as_mut_ptr(),
             len: buf.len(),
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// The length of the lent buffer.
+    pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True for an empty buffer.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The lent bytes.
-    pub(crate) fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> &[u8] {
         // SAFETY: the lender keeps the buffer alive and untouched until the call is answered
-        // (`Stack::call` waits for the answer or for the responder to be dropped), and the
-        // engine only calls this while it still holds the call's responder.
+        // or dropped (the promise of `reading`/`writing`), and the engine only calls this
+        // while it still holds the call.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
     /// The lent buffer, for writing (only for a buffer lent with [`Lent::writing`]).
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: as for `bytes`; a buffer lent for writing came from a `&mut [u8]`.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
@@ -538,16 +369,14 @@ pub enum Request {
     Send(SocketId, Vec<u8>, Wait),
     /// Receive up to this many bytes.
     Recv(SocketId, usize, Wait),
-    /// Queue bytes from a buffer the caller lends for the call ([`crate::Stack::send`] only).
-    #[doc(hidden)]
+    /// Queue bytes from a buffer the caller lends for the call (see [`Lent`]).
     SendLent(SocketId, Lent, Wait),
-    /// Receive into a buffer the caller lends for the call ([`crate::Stack::recv_into`] only).
-    #[doc(hidden)]
+    /// Receive into a buffer the caller lends for the call (see [`Lent`]).
     RecvLent(SocketId, Lent, Wait),
     /// Copy up to this many received bytes without consuming them.
     Peek(SocketId, usize, Wait),
     /// Answer (with `Done::Unit`) once the socket is ready for `Interest`: at once if it is
-    /// now. A task waits for this instead of a thread: the answer wakes it ([`crate::poll`]).
+    /// now. A task waits for this instead of a thread: its answer wakes the task.
     Ready(SocketId, Interest),
     /// Shut down one or both directions.
     Shutdown(SocketId, Shutdown),
@@ -567,15 +396,12 @@ pub enum Request {
     Counters,
     /// Send readiness changes of this socket to the event sink (or stop).
     Watch(SocketId, bool),
+    /// Close the pcap file of the engine's pcap middleware and start it afresh at the same
+    /// path (after log rotation, SIGHUP). Without a pcap: nothing to do.
+    ReopenPcap,
     /// Reset every open connection, give closing ones `grace` to finish, then stop.
-    Stop { grace: Duration },
-}
-
-/// A request and where to answer it.
-#[derive(Debug)]
-pub struct Command {
-    /// What to do.
-    pub request: Request,
-    /// Where the answer goes.
-    pub reply: Responder,
+    Stop {
+        /// How long closing connections may take to finish.
+        grace: Duration,
+    },
 }

@@ -6,11 +6,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use lingerstack_stack::engine::DeviceOptions;
+use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::{Link, MemoryLink, PcapSink};
 use lingerstack_stack::{Cidr, StackConfig};
 
-use super::raw;
+use crate::raw;
 
 /// A TAP device name.
 pub const IFACE: &str = "LINGERSTACK_IFACE";

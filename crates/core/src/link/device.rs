@@ -40,7 +40,7 @@ impl TxSide {
     /// A frame smoltcp wrote into `buf`: recorded, then through the faults to the link.
     fn transmit(&mut self, len: usize) {
         if let Some(pcap) = self.pcap.as_mut() {
-            pcap.write(&self.buf[..len]);
+            pcap.write(&self.buf[..len], self.now);
         }
         self.guard.outbound(&self.buf[..len]);
         let verdict = match self.faults.as_mut() {
@@ -231,7 +231,7 @@ impl LinkDevice {
             self.tx.counters.rx_frames += 1;
             self.tx.counters.rx_bytes += n as u64;
             if let Some(pcap) = self.tx.pcap.as_mut() {
-                pcap.write(&self.rx_buf[..n]);
+                pcap.write(&self.rx_buf[..n], now);
             }
             let verdict = match self.tx.faults.as_mut() {
                 Some(f) => f.decide(Way::In, &mut self.rx_buf[..n], now, &mut self.tx.counters),

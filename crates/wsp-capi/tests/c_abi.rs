@@ -10,6 +10,9 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
+mod common;
+
+use common::lib_dir;
 use lingerstack_testkit::peer::{read_to_end_or_error, tcp_listener};
 use lingerstack_testkit::tapnet::LINK_UP_TIMEOUT;
 use lingerstack_testkit::{Capture, Dir, TapNet, require_tap, require_tool};
@@ -20,18 +23,6 @@ fn manifest() -> PathBuf {
 
 fn include_dir() -> PathBuf {
     manifest().join("../../include")
-}
-
-/// The directory holding liblingerstack_wsp.so: the test binary lives in <profile>/deps.
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        if dir.join("liblingerstack_wsp.so").exists() {
-            return dir.to_path_buf();
-        }
-    }
-    panic!("liblingerstack_wsp.so not found next to {}", exe.display());
 }
 
 /// Compile `sources` into `out` with warnings as errors, linking the provider.

@@ -1,4 +1,4 @@
-/* The provider driven from C through its proc table only (crates/wsp/tests/c_abi.rs builds and
+/* The provider driven from C through its proc table only (crates/wsp-capi/tests/c_abi.rs builds and
  * runs this). Modes:
  *   c_abi_test layout            sizes and offsets of every shape
  *   c_abi_test mem               everything over the in-memory loopback network

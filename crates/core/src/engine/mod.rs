@@ -1,7 +1,8 @@
-//! The engine core: smoltcp's interface, socket set and device, driven by commands, frames and
-//! the current time. It does no blocking I/O and never reads a clock: the runner (or a test)
-//! passes `now` in and asks [`Engine::poll_at`] when to come back. That keeps every timing rule
-//! (linger timeouts, close deadlines) testable with a virtual clock.
+//! The engine: smoltcp's interface, socket set and device, driven by requests, frames and the
+//! current time. It does no blocking I/O, never reads a clock and never wakes anyone: the
+//! driver passes `now` in, collects answers and events, and asks [`Engine::poll_at`] when to
+//! come back. That keeps every timing rule (linger timeouts, close deadlines) testable with a
+//! virtual clock.
 
 mod buffers;
 mod close;
@@ -15,15 +16,14 @@ mod ready;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 
-use crossbeam_channel::Sender;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv6Address};
 
 use crate::command::{
-    CloseReason, Command, Done, Failure, Lent, Outcome, Readiness, Request, Responder, SocketEvent,
-    SocketId, SocketInfo, TcpOptions, Wait,
+    CloseReason, Done, Failure, Lent, Outcome, Readiness, Request, SocketEvent, SocketId,
+    SocketInfo, TcpOptions, Wait,
 };
 use crate::config::StackConfig;
 use crate::counters::Counters;
@@ -35,13 +35,26 @@ use entry::{Entry, Kind};
 use ops::RecvInto;
 use ports::Ports;
 
+/// A reply token: whatever the driver wants back with the answer to a request (a channel, a
+/// thread's reply slot, a task's waker, or a plain number in a test).
+pub trait Reply {
+    /// True when nobody waits for the answer any more. The engine may then drop a request it
+    /// holds (a readiness wait) without answering. Most tokens never know: `false`.
+    fn abandoned(&self) -> bool {
+        false
+    }
+}
+
+impl Reply for u64 {}
+impl Reply for () {}
+
 /// A parked call, resolved after a poll or at its deadline.
-struct Waiter {
+struct Waiter<R> {
     id: SocketId,
     op: Op,
     deadline: Option<Instant>,
     overlapped: bool,
-    reply: Responder,
+    reply: R,
 }
 
 /// What a parked call waits for.
@@ -87,12 +100,12 @@ impl Payload {
 }
 
 /// Whether the engine still takes work.
-enum Life {
+enum Life<R> {
     Running,
     /// Draining before a stop; the reply goes out when nothing is left.
     Stopping {
         until: Instant,
-        reply: Option<Responder>,
+        reply: Option<R>,
     },
     /// Stopped (asked to, or the link failed); every call gets NetworkDown.
     Stopped,
@@ -107,8 +120,9 @@ pub struct DeviceOptions {
     pub faults: FaultConfig,
 }
 
-/// The engine: the only owner of smoltcp state.
-pub struct Engine {
+/// The engine: the only owner of smoltcp state. `R` is the driver's reply token: every
+/// request comes with one, and [`Engine::drain_answers`] hands it back with the answer.
+pub struct Engine<R: Reply> {
     iface: Interface,
     sockets: SocketSet<'static>,
     device: LinkDevice,
@@ -118,11 +132,14 @@ pub struct Engine {
     closing: Vec<Closing>,
     /// Closed sockets waiting out TIME-WAIT, oldest first.
     time_wait: VecDeque<Closing>,
-    waiters: Vec<Waiter>,
+    waiters: Vec<Waiter<R>>,
     ports: Ports,
     next_id: u64,
-    events: Option<Sender<SocketEvent>>,
-    life: Life,
+    /// Readiness changes of watched sockets, when the driver asked for them.
+    events: Option<Vec<SocketEvent>>,
+    /// Answers not yet collected by the driver.
+    answers: Vec<(R, Outcome)>,
+    life: Life<R>,
     stats: Counters,
     /// Socket buffers, reused across sockets. Dropped after `sockets` (see `Drop`).
     buffers: BufferPool,
@@ -133,10 +150,10 @@ pub struct Engine {
     /// When keep-alive next needs the engine (the earliest probe or give-up of any connection).
     keep_alive_due: Option<Instant>,
     /// Tasks waiting for a socket's readiness (`Request::Ready`).
-    ready: ready::ReadyWaits,
+    ready: ready::ReadyWaits<R>,
 }
 
-impl Drop for Engine {
+impl<R: Reply> Drop for Engine<R> {
     fn drop(&mut self) {
         // The sockets borrow their buffers from the pool: drop them first.
         self.sockets = SocketSet::new(vec![]);
@@ -144,14 +161,14 @@ impl Drop for Engine {
     }
 }
 
-impl Engine {
+impl<R: Reply> Engine<R> {
     /// Bring the interface up on `link` with `config`, at time `now`.
     pub fn new(
         config: StackConfig,
         link: Box<dyn Link>,
         options: DeviceOptions,
         now: Instant,
-    ) -> io::Result<Engine> {
+    ) -> io::Result<Engine<R>> {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -204,6 +221,7 @@ impl Engine {
             ports,
             next_id: 1,
             events: None,
+            answers: Vec::new(),
             life: Life::Running,
             stats: Counters::default(),
             buffers: BufferPool::default(),
@@ -214,19 +232,26 @@ impl Engine {
         })
     }
 
-    /// Send readiness changes of watched sockets to `sink`.
-    pub fn set_event_sink(&mut self, sink: Sender<SocketEvent>) {
-        self.events = Some(sink);
+    /// Watch every socket opened from now on and collect the readiness changes of watched
+    /// sockets for [`Engine::drain_events`] (the facade keeps readiness for all its sockets).
+    pub fn enable_events(&mut self) {
+        self.events.get_or_insert_with(Vec::new);
     }
 
-    /// Register the link with the runner's poll.
-    pub fn register_link(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        waker: &std::sync::Arc<mio::Waker>,
-    ) -> io::Result<()> {
-        self.device.link_mut().register(registry, token, waker)
+    /// The readiness changes since the last call (none unless events are enabled).
+    pub fn drain_events(&mut self) -> impl Iterator<Item = SocketEvent> + '_ {
+        // Asking does not turn events on: without them no socket is watched by default.
+        self.events.iter_mut().flat_map(|events| events.drain(..))
+    }
+
+    /// The answers since the last call, each with the reply token its request came with.
+    pub fn drain_answers(&mut self) -> std::vec::Drain<'_, (R, Outcome)> {
+        self.answers.drain(..)
+    }
+
+    /// The link under the device (for the driver to learn how to wait for it).
+    pub fn link_mut(&mut self) -> &mut dyn Link {
+        self.device.link_mut()
     }
 
     /// True once the engine has stopped (asked to, or its link failed).
@@ -246,46 +271,47 @@ impl Engine {
         }
     }
 
-    /// Frames received and sent so far (the runner's measure of activity).
-    pub(crate) fn frames(&self) -> u64 {
+    /// Frames received and sent so far (a driver's measure of activity).
+    pub fn frames(&self) -> u64 {
         self.device.frames()
     }
 
-    /// Reopen the pcap file, if one is being written.
-    pub fn reopen_pcap(&mut self) -> io::Result<()> {
-        self.device.reopen_pcap()
-    }
-
-    /// Apply one command at time `now`.
-    pub fn handle(&mut self, command: Command, now: Instant) {
-        let Command { request, reply } = command;
+    /// Apply one request at time `now`; its answer, now or later, comes back with `reply`.
+    pub fn handle(&mut self, request: Request, reply: R, now: Instant) {
         if !matches!(self.life, Life::Running) {
             let outcome = match request {
                 Request::Counters => Ok(Done::Counters(Box::new(self.counters()))),
                 Request::List => Ok(Done::Sockets(self.list())),
                 _ => Err(StackError::NetworkDown.into()),
             };
-            return reply.send(outcome);
+            return self.answers.push((reply, outcome));
         }
         match request {
-            Request::Open => reply.send(Ok(Done::Socket(self.open()))),
-            Request::Bind(id, addr) => reply.send(
-                self.bind(id, addr)
+            Request::Open => {
+                let outcome = Ok(Done::Socket(self.open()));
+                self.answers.push((reply, outcome))
+            }
+            Request::Bind(id, addr) => {
+                let outcome = self
+                    .bind(id, addr)
                     .map(|()| Done::Unit)
-                    .map_err(Failure::from),
-            ),
-            Request::Listen(id, backlog) => reply.send(
-                self.listen(id, backlog)
+                    .map_err(Failure::from);
+                self.answers.push((reply, outcome))
+            }
+            Request::Listen(id, backlog) => {
+                let outcome = self
+                    .listen(id, backlog)
                     .map(|()| Done::Unit)
-                    .map_err(Failure::from),
-            ),
+                    .map_err(Failure::from);
+                self.answers.push((reply, outcome))
+            }
             Request::Accept(id, wait) => {
                 self.report_again(id);
                 self.start(id, Op::Accept, wait, reply, now)
             }
             Request::Connect(id, addr, wait) => match self.connect(id, addr, now) {
                 Ok(()) => self.start(id, Op::Connect, wait, reply, now),
-                Err(e) => reply.send(Err(e.into())),
+                Err(e) => self.answers.push((reply, Err(e.into()))),
             },
             Request::Send(id, data, wait) => {
                 let data = Payload::Owned(data);
@@ -305,26 +331,33 @@ impl Engine {
             }
             Request::Peek(id, max, wait) => self.start(id, Op::Peek { max }, wait, reply, now),
             Request::Ready(id, interest) => self.wait_ready(id, interest, reply),
-            Request::Shutdown(id, how) => reply.send(
-                self.shutdown(id, how)
+            Request::Shutdown(id, how) => {
+                let outcome = self
+                    .shutdown(id, how)
                     .map(|()| Done::Unit)
-                    .map_err(Failure::from),
-            ),
+                    .map_err(Failure::from);
+                self.answers.push((reply, outcome))
+            }
             Request::Close(id, mode) => self.close(id, mode, reply, now),
             Request::Cancel(id) => {
                 let known = self.entries.contains_key(&id);
                 self.release_waiters(id);
-                reply.send(if known {
-                    Ok(Done::Unit)
-                } else {
-                    Err(StackError::NotSocket.into())
-                });
+                self.answers.push((
+                    reply,
+                    if known {
+                        Ok(Done::Unit)
+                    } else {
+                        Err(StackError::NotSocket.into())
+                    },
+                ));
             }
-            Request::SetOptions(id, options) => reply.send(
-                self.set_options(id, options)
+            Request::SetOptions(id, options) => {
+                let outcome = self
+                    .set_options(id, options)
                     .map(|()| Done::Unit)
-                    .map_err(Failure::from),
-            ),
+                    .map_err(Failure::from);
+                self.answers.push((reply, outcome))
+            }
             Request::SetKeepAlive(id, keep_alive) => {
                 let outcome = match self.entries.get(&id) {
                     Some(entry) => {
@@ -338,15 +371,23 @@ impl Engine {
                     }
                     None => Err(StackError::NotSocket.into()),
                 };
-                reply.send(outcome);
+                self.answers.push((reply, outcome));
             }
-            Request::Info(id) => reply.send(
-                self.info(id)
+            Request::Info(id) => {
+                let outcome = self
+                    .info(id)
                     .map(|i| Done::Info(Box::new(i)))
-                    .ok_or(StackError::NotSocket.into()),
-            ),
-            Request::List => reply.send(Ok(Done::Sockets(self.list()))),
-            Request::Counters => reply.send(Ok(Done::Counters(Box::new(self.counters())))),
+                    .ok_or(StackError::NotSocket.into());
+                self.answers.push((reply, outcome))
+            }
+            Request::List => {
+                let outcome = Ok(Done::Sockets(self.list()));
+                self.answers.push((reply, outcome))
+            }
+            Request::Counters => {
+                let outcome = Ok(Done::Counters(Box::new(self.counters())));
+                self.answers.push((reply, outcome))
+            }
             Request::Watch(id, on) => {
                 let outcome = match self.entries.get_mut(&id) {
                     Some(entry) => {
@@ -360,7 +401,17 @@ impl Engine {
                     }
                     None => Err(StackError::NotSocket.into()),
                 };
-                reply.send(outcome);
+                self.answers.push((reply, outcome));
+            }
+            Request::ReopenPcap => {
+                let outcome = match self.device.reopen_pcap() {
+                    Ok(()) => Ok(Done::Unit),
+                    Err(e) => {
+                        log::error!("reopening the pcap file: {e}");
+                        Err(StackError::InvalidState.into())
+                    }
+                };
+                self.answers.push((reply, outcome));
             }
             Request::Stop { grace } => self.stop(grace, reply, now),
         }
@@ -486,15 +537,18 @@ impl Engine {
     }
 
     /// Start a call that may have to wait.
-    fn start(&mut self, id: SocketId, mut op: Op, wait: Wait, reply: Responder, now: Instant) {
+    fn start(&mut self, id: SocketId, mut op: Op, wait: Wait, reply: R, now: Instant) {
         match self.attempt(id, &mut op) {
-            Ok(Some(done)) => reply.send(Ok(done)),
-            Err(failure) => reply.send(Err(failure)),
+            Ok(Some(done)) => self.answers.push((reply, Ok(done))),
+            Err(failure) => self.answers.push((reply, Err(failure))),
             Ok(None) => match wait {
-                Wait::No => reply.send(match op {
-                    Op::Send { queued, .. } if queued > 0 => Ok(Done::Sent(queued)),
-                    _ => Err(StackError::WouldBlock.into()),
-                }),
+                Wait::No => self.answers.push((
+                    reply,
+                    match op {
+                        Op::Send { queued, .. } if queued > 0 => Ok(Done::Sent(queued)),
+                        _ => Err(StackError::WouldBlock.into()),
+                    },
+                )),
                 Wait::Block(timeout) => {
                     let deadline = timeout.map(|t| now + Duration::from(t));
                     self.waiters.push(Waiter {
@@ -547,7 +601,7 @@ impl Engine {
             };
             match outcome {
                 // `remove`, not `swap_remove`: calls on one socket complete in the order they came.
-                Some(outcome) => self.waiters.remove(i).reply.send(outcome),
+                Some(outcome) => self.answers.push((self.waiters.remove(i).reply, outcome)),
                 None => i += 1,
             }
         }
@@ -577,8 +631,8 @@ impl Engine {
 
     /// Answer every parked call on `id` (a linger close excepted) with the error `error_of`
     /// picks for it; a send reports the bytes it had queued.
-    fn answer_waiters(&mut self, id: SocketId, error_of: impl Fn(&Waiter) -> StackError) {
-        let (mine, rest): (Vec<Waiter>, Vec<Waiter>) = self
+    fn answer_waiters(&mut self, id: SocketId, error_of: impl Fn(&Waiter<R>) -> StackError) {
+        let (mine, rest): (Vec<Waiter<R>>, Vec<Waiter<R>>) = self
             .waiters
             .drain(..)
             .partition(|w| w.id == id && !matches!(w.op, Op::Linger { .. }));
@@ -589,7 +643,7 @@ impl Engine {
                 Op::Send { queued, .. } => queued,
                 _ => 0,
             };
-            w.reply.send(Err(Failure { error, bytes }));
+            self.answers.push((w.reply, Err(Failure { error, bytes })));
         }
     }
 
@@ -678,15 +732,15 @@ impl Engine {
             .map_or_else(Readiness::default, |e| entry::readiness(e, &self.sockets))
     }
 
-    /// Send readiness changes of watched sockets to the event sink. Runs after every poll,
-    /// so it walks the table without allocating.
+    /// Record readiness changes of watched sockets. Runs after every poll, so it walks the
+    /// table without allocating.
     fn emit_events(&mut self) {
-        let Some(sink) = &self.events else { return };
+        let Some(sink) = &mut self.events else { return };
         for (id, entry) in self.entries.iter_mut().filter(|(_, e)| e.watch) {
             let ready = entry::readiness(entry, &self.sockets);
             if entry.last_ready != ready {
                 entry.last_ready = ready;
-                let _ = sink.send(SocketEvent { id: *id, ready });
+                sink.push(SocketEvent { id: *id, ready });
             }
         }
     }
@@ -701,13 +755,14 @@ impl Engine {
                 .unwrap_or_default()
         );
         for w in self.waiters.drain(..) {
-            w.reply.send(Err(StackError::NetworkDown.into()));
+            self.answers
+                .push((w.reply, Err(StackError::NetworkDown.into())));
         }
         if let Life::Stopping {
             reply: Some(reply), ..
         } = std::mem::replace(&mut self.life, Life::Stopped)
         {
-            reply.send(Ok(Done::Unit));
+            self.answers.push((reply, Ok(Done::Unit)));
         }
         for entry in self.entries.values_mut() {
             entry.reason.get_or_insert(CloseReason::NetworkDown);
@@ -717,7 +772,7 @@ impl Engine {
     }
 
     fn emit_events_all_down(&mut self) {
-        let Some(sink) = &self.events else { return };
+        let Some(sink) = &mut self.events else { return };
         for (id, entry) in &self.entries {
             if entry.watch {
                 let ready = Readiness {
@@ -727,7 +782,7 @@ impl Engine {
                     error: Some(StackError::NetworkDown),
                     ..Readiness::default()
                 };
-                let _ = sink.send(SocketEvent { id: *id, ready });
+                sink.push(SocketEvent { id: *id, ready });
             }
         }
     }

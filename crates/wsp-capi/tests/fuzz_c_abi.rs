@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use lingerstack_testkit::REQUIRE_TAP_ENV;
 use lingerstack_testkit::fuzz::{CASES_ENV, SEED_ENV, plan};
 
@@ -17,15 +19,9 @@ const CI_CASES: u64 = 50;
 /// Cases per CI run under valgrind (about 0.1 s each there).
 const CI_CASES_VALGRIND: u64 = 30;
 
-/// The directory of liblingerstack_wsp.so: beside the test binary, or one up from `deps`.
+/// The directory of liblingerstack_wsp.so, built first if needed.
 fn provider_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .find(|d| d.join("liblingerstack_wsp.so").exists())
-        .map(PathBuf::from)
-        .expect("liblingerstack_wsp.so next to the test binary")
+    common::lib_dir()
 }
 
 /// Compile the fuzzer (warnings are errors) against the header and the provider.

@@ -1,5 +1,5 @@
 //! The 30 functions of WSPPROC_TABLE. Each one: catch panics, check and copy its arguments (in
-//! `raw`), call the [`Provider`](crate::Provider) of the current run, write results back, and on
+//! `raw`), call the [`Provider`](wsp::Provider) of the current run, write results back, and on
 //! failure store the Winsock error in `*lpErrno` and return SOCKET_ERROR / INVALID_SOCKET /
 //! FALSE.
 
@@ -11,34 +11,34 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::close::ProtocolInfo;
-use crate::consts::*;
-use crate::error::{WsaError, WsaResult};
-use crate::overlapped::Overlapped;
+use wsp::ProtocolInfo;
+use wsp::consts::*;
+use wsp::error::{WsaError, WsaResult};
+use wsp::overlapped::Overlapped;
 
-use super::raw::{self, CallerBuffers, OvPtr};
-use super::startup::{self, Run};
-use super::types::*;
-use super::upcalls::{ClientEvent, ClientWindow, Notify};
+use crate::raw::{self, CallerBuffers, OvPtr};
+use crate::startup::{self, Run};
+use crate::types::*;
+use crate::upcalls::{ClientEvent, ClientWindow, Notify};
 
 /// Run `f`; on an error or a panic store the code in `*errno` and return `fail`.
-fn guard<R>(errno: *mut i32, fail: R, f: impl FnOnce() -> WsaResult<R>) -> R {
+fn guard<R>(errno: raw::Errno, fail: R, f: impl FnOnce() -> WsaResult<R>) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
-            raw::set_errno(errno, e.0);
+            errno.set(e.0);
             fail
         }
         Err(_) => {
             log::error!("a provider call panicked; reporting WSAENETDOWN");
-            raw::set_errno(errno, WSAENETDOWN);
+            errno.set(WSAENETDOWN);
             fail
         }
     }
 }
 
 /// `guard` for the int-returning calls: 0 or SOCKET_ERROR.
-fn int_call(errno: *mut i32, f: impl FnOnce() -> WsaResult<()>) -> i32 {
+fn int_call(errno: raw::Errno, f: impl FnOnce() -> WsaResult<()>) -> i32 {
     guard(errno, SOCKET_ERROR, || f().map(|()| 0))
 }
 
@@ -90,11 +90,14 @@ unsafe extern "system" fn WSPAccept(
     dwCallbackData: DWORD_PTR,
     lpErrno: *mut i32,
 ) -> SOCKET {
-    guard(lpErrno, INVALID_SOCKET, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    guard(errno, INVALID_SOCKET, || {
         let run = run()?;
         if !addr.is_null() {
             // Checked before the call: a connection must not be accepted and then lost.
-            if raw::read(addrlen)? < size_of::<SOCKADDR_IN>() as i32 {
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            if unsafe { raw::read(addrlen) }? < size_of::<SOCKADDR_IN>() as i32 {
                 return Err(WsaError::FAULT);
             }
         }
@@ -108,7 +111,8 @@ unsafe extern "system" fn WSPAccept(
             None => run.provider.accept(s, None)?,
         };
         if !addr.is_null()
-            && let Err(e) = raw::write_sockaddr(addr, addrlen, peer)
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            && let Err(e) = unsafe { raw::write_sockaddr(addr, addrlen, peer) }
         {
             let _ = run.provider.close_socket(t);
             return Err(e);
@@ -125,9 +129,14 @@ unsafe extern "system" fn WSPAddressToString(
     lpdwAddressStringLength: *mut DWORD,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         run()?;
-        let addr = raw::read_sockaddr(lpsaAddress, dwAddressLength.min(i32::MAX as u32) as i32)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        let addr = unsafe {
+            raw::read_sockaddr(lpsaAddress, dwAddressLength.min(i32::MAX as u32) as i32)
+        }?;
         let text = match addr {
             SocketAddr::V4(a) if a.port() == 0 => a.ip().to_string(),
             SocketAddr::V6(a) if a.port() == 0 => a.ip().to_string(),
@@ -135,12 +144,15 @@ unsafe extern "system" fn WSPAddressToString(
         };
         let mut units: Vec<u16> = text.encode_utf16().collect();
         units.push(0);
-        let have = raw::read(lpdwAddressStringLength as *const DWORD)?;
-        raw::write(lpdwAddressStringLength, units.len() as u32)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        let have = unsafe { raw::read(lpdwAddressStringLength as *const DWORD) }?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { raw::write(lpdwAddressStringLength, units.len() as u32) }?;
         if (have as usize) < units.len() {
             return Err(WsaError::FAULT);
         }
-        let out = raw::bytes_mut(lpszAddressString.cast(), units.len() * 2)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        let out = unsafe { raw::bytes_mut(lpszAddressString.cast(), units.len() * 2) }?;
         for (chunk, u) in out.chunks_exact_mut(2).zip(&units) {
             chunk.copy_from_slice(&u.to_ne_bytes());
         }
@@ -155,7 +167,9 @@ unsafe extern "system" fn WSPAsyncSelect(
     lEvent: i32,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let run = run()?;
         if lEvent == 0 {
             return run.provider.async_select(s, None, 0);
@@ -171,27 +185,36 @@ unsafe extern "system" fn WSPBind(
     namelen: i32,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let run = run()?;
-        let addr = raw::read_sockaddr(name, namelen)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        let addr = unsafe { raw::read_sockaddr(name, namelen) }?;
         run.provider.bind(s, addr)
     })
 }
 
 /// A Winsock 1.1 relic: there is never a blocking call to cancel (WSAEINVAL, as its page says).
 unsafe extern "system" fn WSPCancelBlockingCall(lpErrno: *mut i32) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         run()?;
         Err(WsaError::INVAL)
     })
 }
 
 unsafe extern "system" fn WSPCleanup(lpErrno: *mut i32) -> i32 {
-    int_call(lpErrno, startup::cleanup)
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, startup::cleanup)
 }
 
 unsafe extern "system" fn WSPCloseSocket(s: SOCKET, lpErrno: *mut i32) -> i32 {
-    int_call(lpErrno, || run()?.provider.close_socket(s))
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || run()?.provider.close_socket(s))
 }
 
 unsafe extern "system" fn WSPConnect(
@@ -204,10 +227,14 @@ unsafe extern "system" fn WSPConnect(
     _lpGQOS: *mut QOS,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let run = run()?;
-        let addr = raw::read_sockaddr(name, namelen)?;
-        if !lpCallerData.is_null() && raw::read(lpCallerData as *const WSABUF)?.len > 0 {
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        let addr = unsafe { raw::read_sockaddr(name, namelen) }?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        if !lpCallerData.is_null() && unsafe { raw::read(lpCallerData as *const WSABUF) }?.len > 0 {
             // TCP carries no connect data.
             return Err(WsaError::OPNOTSUPP);
         }
@@ -224,7 +251,9 @@ unsafe extern "system" fn WSPDuplicateSocket(
     lpProtocolInfo: *mut WSAPROTOCOL_INFOW,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let run = run()?;
         if lpProtocolInfo.is_null() {
             return Err(WsaError::FAULT);
@@ -234,7 +263,8 @@ unsafe extern "system" fn WSPDuplicateSocket(
         let mut info = run.protocol;
         info.iAddressFamily = dup.family;
         info.dwProviderReserved = key;
-        raw::write(lpProtocolInfo, info)
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { raw::write(lpProtocolInfo, info) }
     })
 }
 
@@ -244,7 +274,9 @@ unsafe extern "system" fn WSPEnumNetworkEvents(
     lpNetworkEvents: *mut WSANETWORKEVENTS,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let run = run()?;
         if lpNetworkEvents.is_null() {
             return Err(WsaError::FAULT);
@@ -255,14 +287,17 @@ unsafe extern "system" fn WSPEnumNetworkEvents(
         };
         let record = run
             .provider
-            .enum_network_events(s, event.as_ref().map(|e| e as &dyn crate::EventObject))?;
-        raw::write(
-            lpNetworkEvents,
-            WSANETWORKEVENTS {
-                lNetworkEvents: record.events,
-                iErrorCode: record.errors,
-            },
-        )
+            .enum_network_events(s, event.as_ref().map(|e| e as &dyn wsp::EventObject))?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe {
+            raw::write(
+                lpNetworkEvents,
+                WSANETWORKEVENTS {
+                    lNetworkEvents: record.events,
+                    iErrorCode: record.errors,
+                },
+            )
+        }
     })
 }
 
@@ -272,11 +307,13 @@ unsafe extern "system" fn WSPEventSelect(
     lNetworkEvents: i32,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let run = run()?;
         let event = match raw::handle_value(hEventObject) {
             0 => None,
-            h => Some(Arc::new(ClientEvent::new(&run.up, h)?) as Arc<dyn crate::EventObject>),
+            h => Some(Arc::new(ClientEvent::new(&run.up, h)?) as Arc<dyn wsp::EventObject>),
         };
         run.provider.event_select(s, event, lNetworkEvents)
     })
@@ -290,13 +327,16 @@ unsafe extern "system" fn WSPGetOverlappedResult(
     lpdwFlags: *mut DWORD,
     lpErrno: *mut i32,
 ) -> BOOL {
-    guard(lpErrno, 0, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    guard(errno, 0, || {
         let run = run()?;
-        let ov = raw::overlapped(lpOverlapped)?.ok_or(WsaError::FAULT)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        let ov = unsafe { raw::overlapped(lpOverlapped) }?.ok_or(WsaError::FAULT)?;
         if lpcbTransfer.is_null() || lpdwFlags.is_null() {
             return Err(WsaError::FAULT);
         }
-        run.provider.lookup(s)?;
+        run.provider.check_descriptor(s)?;
         let (status, bytes) = match run.pending.get(ov) {
             Some(op) => match run.provider.get_overlapped_result(s, &op, fWait != 0) {
                 Ok(bytes) => (0, bytes),
@@ -318,8 +358,10 @@ unsafe extern "system" fn WSPGetOverlappedResult(
                 st => st,
             },
         };
-        raw::write(lpdwFlags, 0)?;
-        raw::write(lpcbTransfer, bytes.min(u32::MAX as usize) as u32)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { raw::write(lpdwFlags, 0) }?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { raw::write(lpcbTransfer, bytes.min(u32::MAX as usize) as u32) }?;
         if status == 0 {
             Ok(1)
         } else {
@@ -334,9 +376,12 @@ unsafe extern "system" fn WSPGetPeerName(
     namelen: *mut i32,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let addr = run()?.provider.get_peer_name(s)?;
-        raw::write_sockaddr(name, namelen, addr)
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { raw::write_sockaddr(name, namelen, addr) }
     })
 }
 
@@ -346,9 +391,12 @@ unsafe extern "system" fn WSPGetSockName(
     namelen: *mut i32,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let addr = run()?.provider.get_sock_name(s)?;
-        raw::write_sockaddr(name, namelen, addr)
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { raw::write_sockaddr(name, namelen, addr) }
     })
 }
 
@@ -360,15 +408,20 @@ unsafe extern "system" fn WSPGetSockOpt(
     optlen: *mut i32,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let run = run()?;
-        let len = raw::read(optlen as *const i32)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        let len = unsafe { raw::read(optlen as *const i32) }?;
         if len < 0 || optval.is_null() {
             return Err(WsaError::FAULT);
         }
-        let buf = raw::bytes_mut(optval, len as usize)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        let buf = unsafe { raw::bytes_mut(optval, len as usize) }?;
         let n = run.provider.get_sock_opt(s, level, optname, buf)?;
-        raw::write(optlen, n as i32)
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { raw::write(optlen, n as i32) }
     })
 }
 
@@ -379,7 +432,9 @@ unsafe extern "system" fn WSPGetQOSByName(
     _lpQOS: *mut QOS,
     lpErrno: *mut i32,
 ) -> BOOL {
-    guard(lpErrno, 0, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    guard(errno, 0, || {
         run()?;
         Err(WsaError::OPNOTSUPP)
     })
@@ -398,7 +453,9 @@ unsafe extern "system" fn WSPIoctl(
     _lpThreadId: *mut WSATHREADID,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let run = run()?;
         if !lpOverlapped.is_null() || lpCompletionRoutine.is_some() {
             // Every ioctl here answers at once; overlapped ioctls are not offered.
@@ -410,39 +467,45 @@ unsafe extern "system" fn WSPIoctl(
                     return Err(WsaError::FAULT);
                 }
                 let mut arg = u32::from_ne_bytes(
-                    raw::bytes(lpvInBuffer as *const u8, 4)?
+                    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+                    unsafe { raw::bytes(lpvInBuffer as *const u8, 4) }?
                         .try_into()
                         .expect("4 bytes"),
                 );
                 run.provider.ioctl(s, FIONBIO, &mut arg)?;
-                raw::write_opt(lpcbBytesReturned, 0);
+                // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+                unsafe { raw::write_opt(lpcbBytesReturned, 0) };
                 Ok(())
             }
             FIONREAD => {
                 if cbOutBuffer < 4 {
                     return Err(WsaError::FAULT);
                 }
-                let out = raw::bytes_mut(lpvOutBuffer.cast(), 4)?;
+                // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+                let out = unsafe { raw::bytes_mut(lpvOutBuffer.cast(), 4) }?;
                 let mut arg = 0u32;
                 run.provider.ioctl(s, FIONREAD, &mut arg)?;
                 out.copy_from_slice(&arg.to_ne_bytes());
-                raw::write_opt(lpcbBytesReturned, 4);
+                // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+                unsafe { raw::write_opt(lpcbBytesReturned, 4) };
                 Ok(())
             }
             SIO_KEEPALIVE_VALS => {
                 // A NULL or short `struct tcp_keepalive` is WSAEFAULT (after WSAENOTSOCK).
-                let len = crate::keepalive::TcpKeepalive::SIZE;
+                let len = wsp::keepalive::TcpKeepalive::SIZE;
                 let input = if lpvInBuffer.is_null() || (cbInBuffer as usize) < len {
                     None
                 } else {
-                    Some(raw::bytes(lpvInBuffer as *const u8, len)?)
+                    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+                    Some(unsafe { raw::bytes(lpvInBuffer as *const u8, len) }?)
                 };
                 run.provider.set_keepalive_vals(s, input)?;
-                raw::write_opt(lpcbBytesReturned, 0);
+                // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+                unsafe { raw::write_opt(lpcbBytesReturned, 0) };
                 Ok(())
             }
             code => {
-                run.provider.lookup(s)?;
+                run.provider.check_descriptor(s)?;
                 let mut arg = 0u32;
                 run.provider.ioctl(s, code, &mut arg)
             }
@@ -462,19 +525,27 @@ unsafe extern "system" fn WSPJoinLeaf(
     _dwFlags: DWORD,
     lpErrno: *mut i32,
 ) -> SOCKET {
-    guard(lpErrno, INVALID_SOCKET, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    guard(errno, INVALID_SOCKET, || {
         run()?;
         Err(WsaError::OPNOTSUPP)
     })
 }
 
 unsafe extern "system" fn WSPListen(s: SOCKET, backlog: i32, lpErrno: *mut i32) -> i32 {
-    int_call(lpErrno, || run()?.provider.listen(s, backlog))
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || run()?.provider.listen(s, backlog))
 }
 
 /// How an overlapped call on `ov` completes: routine (queued with WPUQueueApc on the thread
 /// `thread` names), else the `hEvent`, else the completion hook.
-fn notify_of(
+///
+/// # Safety
+///
+/// `thread` is NULL or points to the caller's readable WSATHREADID.
+unsafe fn notify_of(
     run: &Run,
     ov: OvPtr,
     routine: CompletionRoutine,
@@ -482,7 +553,8 @@ fn notify_of(
 ) -> WsaResult<Notify> {
     if let Some(routine) = routine {
         let queue = run.up.table.lpWPUQueueApc.ok_or(WsaError::INVAL)?;
-        let thread = raw::read(thread as *const WSATHREADID)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        let thread = unsafe { raw::read(thread as *const WSATHREADID) }?;
         return Ok(Notify::Routine(queue, routine, raw::ThreadId(thread)));
     }
     match raw::handle_value(ov.event()) {
@@ -490,14 +562,18 @@ fn notify_of(
         h => {
             let event = ClientEvent::new(&run.up, h)?;
             // As Windows does when an I/O starts: the event is reset.
-            crate::EventObject::reset(&event);
+            wsp::EventObject::reset(&event);
             Ok(Notify::Event(event))
         }
     }
 }
 
 /// Start an overlapped operation with `submit`; returns SOCKET_ERROR/WSA_IO_PENDING as Windows.
-fn overlapped_call(
+///
+/// # Safety
+///
+/// `thread` is NULL or points to the caller's readable WSATHREADID.
+unsafe fn overlapped_call(
     run: &Run,
     s: SOCKET,
     ov: OvPtr,
@@ -506,8 +582,9 @@ fn overlapped_call(
     submit: impl FnOnce(&Overlapped) -> WsaResult<()>,
 ) -> WsaResult<()> {
     // The descriptor is checked first, so a bad one leaves the caller's structure untouched.
-    run.provider.lookup(s)?;
-    let notify = notify_of(run, ov, routine, thread)?;
+    run.provider.check_descriptor(s)?;
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    let notify = unsafe { notify_of(run, ov, routine, thread) }?;
     let (op, serial) = run.pending.start(s, ov, notify);
     match submit(&op) {
         Err(WsaError::IO_PENDING) => Err(WsaError::IO_PENDING),
@@ -520,8 +597,12 @@ fn overlapped_call(
     }
 }
 
+/// # Safety
+///
+/// every pointer is NULL or valid as WSPRecv documents it, for the call (for an
+/// overlapped receive: the buffers and the WSAOVERLAPPED until it completes).
 #[allow(clippy::too_many_arguments)]
-fn recv_common(
+unsafe fn recv_common(
     s: SOCKET,
     lpBuffers: *mut WSABUF,
     dwBufferCount: DWORD,
@@ -532,30 +613,40 @@ fn recv_common(
     lpThreadId: *mut WSATHREADID,
 ) -> WsaResult<()> {
     let run = run()?;
-    let bufs = raw::wsabufs(lpBuffers, dwBufferCount)?;
-    let flags = raw::read(lpFlags as *const DWORD)?;
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    let bufs = unsafe { raw::wsabufs(lpBuffers, dwBufferCount) }?;
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    let flags = unsafe { raw::read(lpFlags as *const DWORD) }?;
     if flags != 0 {
         // MSG_PEEK, MSG_OOB, MSG_WAITALL, MSG_PARTIAL are not offered.
         return Err(WsaError::OPNOTSUPP);
     }
     let total: usize = bufs.iter().map(|b| b.len as usize).sum();
-    match raw::overlapped(lpOverlapped)? {
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    match unsafe { raw::overlapped(lpOverlapped) }? {
         None => {
             if lpNumberOfBytesRecvd.is_null() {
                 return Err(WsaError::FAULT);
             }
             let mut tmp = vec![0u8; total];
             let n = run.provider.recv(s, &mut tmp)?;
-            let stored = raw::scatter(&bufs, &tmp[..n]);
-            raw::write(lpFlags, 0)?;
-            raw::write(lpNumberOfBytesRecvd, stored as u32)
+            // SAFETY: the buffers came from `raw::wsabufs` on this call's WSABUFs, valid for it.
+            let stored = unsafe { raw::scatter(&bufs, &tmp[..n]) };
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            unsafe { raw::write(lpFlags, 0) }?;
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            unsafe { raw::write(lpNumberOfBytesRecvd, stored as u32) }
         }
         Some(ov) => {
-            raw::write(lpFlags, 0)?;
-            overlapped_call(&run, s, ov, lpCompletionRoutine, lpThreadId, |op| {
-                let op = op.clone().with_sink(Box::new(CallerBuffers(bufs)));
-                run.provider.recv_overlapped(s, total, &op)
-            })
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            unsafe { raw::write(lpFlags, 0) }?;
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            unsafe {
+                overlapped_call(&run, s, ov, lpCompletionRoutine, lpThreadId, |op| {
+                    let op = op.clone().with_sink(Box::new(CallerBuffers(bufs)));
+                    run.provider.recv_overlapped(s, total, &op)
+                })
+            }
         }
     }
 }
@@ -571,17 +662,22 @@ unsafe extern "system" fn WSPRecv(
     lpThreadId: *mut WSATHREADID,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
-        recv_common(
-            s,
-            lpBuffers,
-            dwBufferCount,
-            lpNumberOfBytesRecvd,
-            lpFlags,
-            lpOverlapped,
-            lpCompletionRoutine,
-            lpThreadId,
-        )
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe {
+            recv_common(
+                s,
+                lpBuffers,
+                dwBufferCount,
+                lpNumberOfBytesRecvd,
+                lpFlags,
+                lpOverlapped,
+                lpCompletionRoutine,
+                lpThreadId,
+            )
+        }
     })
 }
 
@@ -591,7 +687,9 @@ unsafe extern "system" fn WSPRecvDisconnect(
     _lpInboundDisconnectData: *mut WSABUF,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         run()?;
         Err(WsaError::OPNOTSUPP)
     })
@@ -611,36 +709,49 @@ unsafe extern "system" fn WSPRecvFrom(
     lpThreadId: *mut WSATHREADID,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         if !lpFrom.is_null() {
             let peer = run()?.provider.get_peer_name(s)?;
-            raw::write_sockaddr(lpFrom, lpFromlen, peer)?;
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            unsafe { raw::write_sockaddr(lpFrom, lpFromlen, peer) }?;
         }
-        recv_common(
-            s,
-            lpBuffers,
-            dwBufferCount,
-            lpNumberOfBytesRecvd,
-            lpFlags,
-            lpOverlapped,
-            lpCompletionRoutine,
-            lpThreadId,
-        )
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe {
+            recv_common(
+                s,
+                lpBuffers,
+                dwBufferCount,
+                lpNumberOfBytesRecvd,
+                lpFlags,
+                lpOverlapped,
+                lpCompletionRoutine,
+                lpThreadId,
+            )
+        }
     })
 }
 
-fn read_set(p: *mut FD_SET) -> WsaResult<Vec<usize>> {
+/// # Safety
+///
+/// `p` is NULL or points to a readable FD_SET.
+unsafe fn read_set(p: *mut FD_SET) -> WsaResult<Vec<usize>> {
     if p.is_null() {
         return Ok(Vec::new());
     }
-    let set = raw::read(p as *const FD_SET)?;
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    let set = unsafe { raw::read(p as *const FD_SET) }?;
     if set.fd_count as usize > FD_SETSIZE {
         return Err(WsaError::INVAL);
     }
     Ok(set.fd_array[..set.fd_count as usize].to_vec())
 }
 
-fn write_set(p: *mut FD_SET, list: &[usize]) -> WsaResult<()> {
+/// # Safety
+///
+/// `p` is NULL or points to a writable FD_SET.
+unsafe fn write_set(p: *mut FD_SET, list: &[usize]) -> WsaResult<()> {
     if p.is_null() {
         return Ok(());
     }
@@ -649,7 +760,8 @@ fn write_set(p: *mut FD_SET, list: &[usize]) -> WsaResult<()> {
         fd_array: [0; FD_SETSIZE],
     };
     set.fd_array[..list.len()].copy_from_slice(list);
-    raw::write(p, set)
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    unsafe { raw::write(p, set) }
 }
 
 unsafe extern "system" fn WSPSelect(
@@ -660,12 +772,17 @@ unsafe extern "system" fn WSPSelect(
     timeout: *const TIMEVAL,
     lpErrno: *mut i32,
 ) -> i32 {
-    guard(lpErrno, SOCKET_ERROR, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    guard(errno, SOCKET_ERROR, || {
         let run = run()?;
         let (mut r, mut w, mut e) = (
-            read_set(readfds)?,
-            read_set(writefds)?,
-            read_set(exceptfds)?,
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            unsafe { read_set(readfds) }?,
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            unsafe { read_set(writefds) }?,
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            unsafe { read_set(exceptfds) }?,
         );
         if r.is_empty() && w.is_empty() && e.is_empty() {
             return Err(WsaError::INVAL);
@@ -673,22 +790,30 @@ unsafe extern "system" fn WSPSelect(
         let timeout = if timeout.is_null() {
             None
         } else {
-            let tv = raw::read(timeout)?;
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            let tv = unsafe { raw::read(timeout) }?;
             if tv.tv_sec < 0 || tv.tv_usec < 0 {
                 return Err(WsaError::INVAL);
             }
             Some(Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64))
         };
         let n = run.provider.select(&mut r, &mut w, &mut e, timeout)?;
-        write_set(readfds, &r)?;
-        write_set(writefds, &w)?;
-        write_set(exceptfds, &e)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { write_set(readfds, &r) }?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { write_set(writefds, &w) }?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { write_set(exceptfds, &e) }?;
         Ok(n as i32)
     })
 }
 
+/// # Safety
+///
+/// every pointer is NULL or valid as WSPSend documents it, for the call (for an
+/// overlapped send: the WSAOVERLAPPED until it completes).
 #[allow(clippy::too_many_arguments)]
-fn send_common(
+unsafe fn send_common(
     s: SOCKET,
     lpBuffers: *mut WSABUF,
     dwBufferCount: DWORD,
@@ -699,23 +824,30 @@ fn send_common(
     lpThreadId: *mut WSATHREADID,
 ) -> WsaResult<()> {
     let run = run()?;
-    let bufs = raw::wsabufs(lpBuffers, dwBufferCount)?;
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    let bufs = unsafe { raw::wsabufs(lpBuffers, dwBufferCount) }?;
     if dwFlags != 0 {
         // MSG_OOB, MSG_DONTROUTE, MSG_PARTIAL are not offered.
         return Err(WsaError::OPNOTSUPP);
     }
-    let data = raw::gather(&bufs);
-    match raw::overlapped(lpOverlapped)? {
+    // SAFETY: the buffers came from `raw::wsabufs` on this call's WSABUFs, valid for it.
+    let data = unsafe { raw::gather(&bufs) };
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    match unsafe { raw::overlapped(lpOverlapped) }? {
         None => {
             if lpNumberOfBytesSent.is_null() {
                 return Err(WsaError::FAULT);
             }
             let n = run.provider.send(s, &data)?;
-            raw::write(lpNumberOfBytesSent, n as u32)
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            unsafe { raw::write(lpNumberOfBytesSent, n as u32) }
         }
-        Some(ov) => overlapped_call(&run, s, ov, lpCompletionRoutine, lpThreadId, |op| {
-            run.provider.send_overlapped(s, &data, op)
-        }),
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        Some(ov) => unsafe {
+            overlapped_call(&run, s, ov, lpCompletionRoutine, lpThreadId, |op| {
+                run.provider.send_overlapped(s, &data, op)
+            })
+        },
     }
 }
 
@@ -730,17 +862,22 @@ unsafe extern "system" fn WSPSend(
     lpThreadId: *mut WSATHREADID,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
-        send_common(
-            s,
-            lpBuffers,
-            dwBufferCount,
-            lpNumberOfBytesSent,
-            dwFlags,
-            lpOverlapped,
-            lpCompletionRoutine,
-            lpThreadId,
-        )
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe {
+            send_common(
+                s,
+                lpBuffers,
+                dwBufferCount,
+                lpNumberOfBytesSent,
+                dwFlags,
+                lpOverlapped,
+                lpCompletionRoutine,
+                lpThreadId,
+            )
+        }
     })
 }
 
@@ -750,7 +887,9 @@ unsafe extern "system" fn WSPSendDisconnect(
     _lpOutboundDisconnectData: *mut WSABUF,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         run()?;
         Err(WsaError::OPNOTSUPP)
     })
@@ -770,17 +909,22 @@ unsafe extern "system" fn WSPSendTo(
     lpThreadId: *mut WSATHREADID,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
-        send_common(
-            s,
-            lpBuffers,
-            dwBufferCount,
-            lpNumberOfBytesSent,
-            dwFlags,
-            lpOverlapped,
-            lpCompletionRoutine,
-            lpThreadId,
-        )
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe {
+            send_common(
+                s,
+                lpBuffers,
+                dwBufferCount,
+                lpNumberOfBytesSent,
+                dwFlags,
+                lpOverlapped,
+                lpCompletionRoutine,
+                lpThreadId,
+            )
+        }
     })
 }
 
@@ -792,7 +936,9 @@ unsafe extern "system" fn WSPSetSockOpt(
     optlen: i32,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         let run = run()?;
         if optlen < 0 {
             return Err(WsaError::FAULT);
@@ -800,14 +946,17 @@ unsafe extern "system" fn WSPSetSockOpt(
         let value = if optval.is_null() {
             None
         } else {
-            Some(raw::bytes(optval, optlen as usize)?)
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            Some(unsafe { raw::bytes(optval, optlen as usize) }?)
         };
         run.provider.set_sock_opt(s, level, optname, value)
     })
 }
 
 unsafe extern "system" fn WSPShutdown(s: SOCKET, how: i32, lpErrno: *mut i32) -> i32 {
-    int_call(lpErrno, || run()?.provider.shutdown(s, how))
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || run()?.provider.shutdown(s, how))
 }
 
 unsafe extern "system" fn WSPSocket(
@@ -819,7 +968,9 @@ unsafe extern "system" fn WSPSocket(
     _dwFlags: DWORD,
     lpErrno: *mut i32,
 ) -> SOCKET {
-    guard(lpErrno, INVALID_SOCKET, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    guard(errno, INVALID_SOCKET, || {
         let run = run()?;
         if g != 0 {
             return Err(WsaError::INVAL);
@@ -827,7 +978,8 @@ unsafe extern "system" fn WSPSocket(
         let info = if lpProtocolInfo.is_null() {
             None
         } else {
-            Some(raw::read(lpProtocolInfo as *const WSAPROTOCOL_INFOW)?)
+            // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+            Some(unsafe { raw::read(lpProtocolInfo as *const WSAPROTOCOL_INFOW) }?)
         };
         let from_info = |v: i32, f: fn(&WSAPROTOCOL_INFOW) -> i32| -> WsaResult<i32> {
             match (v, &info) {
@@ -860,9 +1012,12 @@ unsafe extern "system" fn WSPStringToAddress(
     lpAddressLength: *mut i32,
     lpErrno: *mut i32,
 ) -> i32 {
-    int_call(lpErrno, || {
+    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
+    let errno = unsafe { raw::Errno::new(lpErrno) };
+    int_call(errno, || {
         run()?;
-        let text = raw::read_wstr(AddressString)?;
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        let text = unsafe { raw::read_wstr(AddressString) }?;
         let addr: SocketAddr = match text.parse::<SocketAddr>() {
             Ok(a) => a,
             Err(_) => SocketAddr::new(text.parse().map_err(|_| WsaError::INVAL)?, 0),
@@ -871,6 +1026,7 @@ unsafe extern "system" fn WSPStringToAddress(
         if AddressFamily != family {
             return Err(WsaError::INVAL);
         }
-        raw::write_sockaddr(lpAddress, lpAddressLength, addr)
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe { raw::write_sockaddr(lpAddress, lpAddressLength, addr) }
     })
 }

@@ -1,21 +1,29 @@
 //! Readiness waits: the one hook the async sockets need. A task that found a socket not ready
 //! (a read or accept that would block, a full send buffer) registers here with
 //! `Request::Ready`; the engine answers after the poll that makes the socket ready, and the
-//! answer wakes the task (see `crate::poll`). Nothing waits on a thread.
+//! answer wakes the task (in the runtime of `lingerstack-stack`). Nothing waits on a thread.
 //!
 //! Kept apart from the rest of the engine on purpose: it only reads the readiness every
 //! socket already has (`entry::readiness`).
 
-use super::Engine;
 use super::entry;
-use crate::command::{Done, Interest, Readiness, Responder, SocketId};
+use super::{Engine, Reply};
+use crate::command::{Done, Interest, Readiness, SocketId};
 
 /// Registered waits, answered in the order they came.
-#[derive(Default)]
-pub(super) struct ReadyWaits {
-    waits: Vec<(SocketId, Interest, Responder)>,
+pub(super) struct ReadyWaits<R> {
+    waits: Vec<(SocketId, Interest, R)>,
     /// Length at which abandoned waits are next swept out.
     sweep_at: usize,
+}
+
+impl<R> Default for ReadyWaits<R> {
+    fn default() -> Self {
+        ReadyWaits {
+            waits: Vec::new(),
+            sweep_at: 0,
+        }
+    }
 }
 
 /// Would a call of kind `interest` stop waiting with this readiness? An ended connection
@@ -29,11 +37,11 @@ fn is_ready(ready: &Readiness, interest: Interest) -> bool {
     }
 }
 
-impl Engine {
+impl<R: Reply> Engine<R> {
     /// Answer at once if `id` is ready for `interest` (or gone), else keep the wait.
-    pub(super) fn wait_ready(&mut self, id: SocketId, interest: Interest, reply: Responder) {
+    pub(super) fn wait_ready(&mut self, id: SocketId, interest: Interest, reply: R) {
         if self.ready_now(id, interest) {
-            reply.send(Ok(Done::Unit));
+            self.answers.push((reply, Ok(Done::Unit)));
         } else {
             let waits = &mut self.ready;
             if waits.waits.len() >= waits.sweep_at {
@@ -55,7 +63,7 @@ impl Engine {
         let waits = std::mem::take(&mut self.ready.waits);
         for (id, interest, reply) in waits {
             if self.ready_now(id, interest) {
-                reply.send(Ok(Done::Unit));
+                self.answers.push((reply, Ok(Done::Unit)));
             } else {
                 self.ready.waits.push((id, interest, reply));
             }

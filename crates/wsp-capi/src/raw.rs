@@ -12,22 +12,42 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::consts::*;
-use crate::error::{WsaError, WsaResult};
-use crate::overlapped::RecvSink;
+use wsp::consts::*;
+use wsp::error::{WsaError, WsaResult};
+use wsp::overlapped::RecvSink;
 
-use super::types::*;
+use crate::types::*;
 
-/// Store `code` in `*errno` (ignored when NULL).
-pub(crate) fn set_errno(errno: *mut i32, code: i32) {
-    if !errno.is_null() {
-        // SAFETY: non-NULL lpErrno points to an int the caller owns (SPI contract).
-        unsafe { errno.write_unaligned(code) };
+/// A proc's `lpErrno`, taken once at its entry so that reporting an error needs no `unsafe`.
+#[derive(Clone, Copy)]
+pub(crate) struct Errno(*mut i32);
+
+impl Errno {
+    /// Take a proc's `lpErrno`.
+    ///
+    /// # Safety
+    ///
+    /// `p` is NULL or points to an `i32` the caller owns, writable until the proc returns, and
+    /// the `Errno` is not used after that.
+    pub(crate) unsafe fn new(p: *mut i32) -> Errno {
+        Errno(p)
+    }
+
+    /// Store `code` in `*lpErrno` (nothing when it is NULL).
+    pub(crate) fn set(self, code: i32) {
+        if !self.0.is_null() {
+            // SAFETY: non-NULL, writable while the proc runs (`Errno::new`'s contract).
+            unsafe { self.0.write_unaligned(code) };
+        }
     }
 }
 
 /// Read a `T` the caller passed by pointer; NULL is WSAEFAULT.
-pub(crate) fn read<T: Copy>(p: *const T) -> WsaResult<T> {
+///
+/// # Safety
+///
+/// `p` is NULL or points to a `T` that is readable for the call.
+pub(crate) unsafe fn read<T: Copy>(p: *const T) -> WsaResult<T> {
     if p.is_null() {
         return Err(WsaError::FAULT);
     }
@@ -36,7 +56,11 @@ pub(crate) fn read<T: Copy>(p: *const T) -> WsaResult<T> {
 }
 
 /// Write a `T` through a caller's pointer; NULL is WSAEFAULT.
-pub(crate) fn write<T>(p: *mut T, value: T) -> WsaResult<()> {
+///
+/// # Safety
+///
+/// `p` is NULL or points to memory for a `T` that is writable for the call.
+pub(crate) unsafe fn write<T>(p: *mut T, value: T) -> WsaResult<()> {
     if p.is_null() {
         return Err(WsaError::FAULT);
     }
@@ -46,12 +70,22 @@ pub(crate) fn write<T>(p: *mut T, value: T) -> WsaResult<()> {
 }
 
 /// Write through `p` when it is not NULL.
-pub(crate) fn write_opt<T>(p: *mut T, value: T) {
-    let _ = write(p, value);
+///
+/// # Safety
+///
+/// as for [`write`].
+pub(crate) unsafe fn write_opt<T>(p: *mut T, value: T) {
+    // SAFETY: this function's own contract (see # Safety) is what the callee needs.
+    let _ = unsafe { write(p, value) };
 }
 
 /// `len` bytes at `p`. NULL with a non-zero length is WSAEFAULT; a zero length is empty.
-pub(crate) fn bytes<'a>(p: *const u8, len: usize) -> WsaResult<&'a [u8]> {
+///
+/// # Safety
+///
+/// `p` is NULL or points to `len` bytes that are readable and not written by anyone else
+/// for the lifetime `'a` the caller picks (at most the call).
+pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize) -> WsaResult<&'a [u8]> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -63,7 +97,12 @@ pub(crate) fn bytes<'a>(p: *const u8, len: usize) -> WsaResult<&'a [u8]> {
 }
 
 /// `len` writable bytes at `p`; as [`bytes`].
-pub(crate) fn bytes_mut<'a>(p: *mut u8, len: usize) -> WsaResult<&'a mut [u8]> {
+///
+/// # Safety
+///
+/// `p` is NULL or points to `len` bytes that are writable and used by nothing else for the
+/// lifetime `'a` the caller picks (at most the call).
+pub(crate) unsafe fn bytes_mut<'a>(p: *mut u8, len: usize) -> WsaResult<&'a mut [u8]> {
     if len == 0 {
         return Ok(&mut []);
     }
@@ -76,7 +115,12 @@ pub(crate) fn bytes_mut<'a>(p: *mut u8, len: usize) -> WsaResult<&'a mut [u8]> {
 }
 
 /// The caller's WSABUF array, each buffer checked (NULL with a length: WSAEFAULT).
-pub(crate) fn wsabufs(p: *const WSABUF, count: u32) -> WsaResult<Vec<WSABUF>> {
+///
+/// # Safety
+///
+/// `p` is NULL or points to `count` WSABUFs, each of whose `buf` is NULL or points to `len`
+/// bytes that stay valid for as long as the returned copies are used.
+pub(crate) unsafe fn wsabufs(p: *const WSABUF, count: u32) -> WsaResult<Vec<WSABUF>> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -92,7 +136,11 @@ pub(crate) fn wsabufs(p: *const WSABUF, count: u32) -> WsaResult<Vec<WSABUF>> {
 }
 
 /// The bytes of every buffer, in order (a send).
-pub(crate) fn gather(bufs: &[WSABUF]) -> Vec<u8> {
+///
+/// # Safety
+///
+/// `bufs` came from [`wsabufs`] and their buffers are still readable.
+pub(crate) unsafe fn gather(bufs: &[WSABUF]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bufs.iter().map(|b| b.len as usize).sum());
     for b in bufs {
         if b.len > 0 {
@@ -104,7 +152,11 @@ pub(crate) fn gather(bufs: &[WSABUF]) -> Vec<u8> {
 }
 
 /// Spread `data` over the buffers in order; returns the bytes stored.
-pub(crate) fn scatter(bufs: &[WSABUF], data: &[u8]) -> usize {
+///
+/// # Safety
+///
+/// `bufs` came from [`wsabufs`] and their buffers are still writable and used by nothing else.
+pub(crate) unsafe fn scatter(bufs: &[WSABUF], data: &[u8]) -> usize {
     let mut done = 0;
     for b in bufs {
         if done == data.len() {
@@ -130,7 +182,9 @@ unsafe impl Send for CallerBuffers {}
 
 impl RecvSink for CallerBuffers {
     fn deliver(&mut self, data: &[u8]) -> usize {
-        scatter(&self.0, data)
+        // SAFETY: the buffers came from `wsabufs` for a pending overlapped receive, and stay
+        // writable and untouched by the caller until it completes, which this delivery does.
+        unsafe { scatter(&self.0, data) }
     }
 }
 
@@ -182,7 +236,13 @@ impl OvPtr {
 }
 
 /// Check and wrap a WSAOVERLAPPED pointer (NULL: not overlapped; misaligned: WSAEFAULT).
-pub(crate) fn overlapped(p: *mut WSAOVERLAPPED) -> WsaResult<Option<OvPtr>> {
+///
+/// # Safety
+///
+/// `p` is NULL or points to a WSAOVERLAPPED that stays valid, and whose `Internal`,
+/// `InternalHigh` and `hEvent` only the provider writes, until the operation completes and the
+/// caller has seen that (the returned [`OvPtr`] accesses it until then).
+pub(crate) unsafe fn overlapped(p: *mut WSAOVERLAPPED) -> WsaResult<Option<OvPtr>> {
     if p.is_null() {
         return Ok(None);
     }
@@ -193,7 +253,11 @@ pub(crate) fn overlapped(p: *mut WSAOVERLAPPED) -> WsaResult<Option<OvPtr>> {
 }
 
 /// A sockaddr the caller passed with its length.
-pub(crate) fn read_sockaddr(p: *const SOCKADDR, len: i32) -> WsaResult<SocketAddr> {
+///
+/// # Safety
+///
+/// `p` is NULL or points to `len` readable bytes.
+pub(crate) unsafe fn read_sockaddr(p: *const SOCKADDR, len: i32) -> WsaResult<SocketAddr> {
     if p.is_null() || len < size_of::<SOCKADDR_IN>() as i32 {
         return Err(WsaError::FAULT);
     }
@@ -248,19 +312,35 @@ pub(crate) fn sockaddr_bytes(addr: SocketAddr) -> Vec<u8> {
 
 /// Write `addr` to `p` whose size is `*len` (then set to the size used). NULL `p` or `len`, or
 /// too small a buffer: WSAEFAULT.
-pub(crate) fn write_sockaddr(p: *mut SOCKADDR, len: *mut i32, addr: SocketAddr) -> WsaResult<()> {
-    let have = read(len)?;
+///
+/// # Safety
+///
+/// `len` is NULL or points to a writable `i32`, and `p` is NULL or points to `*len` writable
+/// bytes.
+pub(crate) unsafe fn write_sockaddr(
+    p: *mut SOCKADDR,
+    len: *mut i32,
+    addr: SocketAddr,
+) -> WsaResult<()> {
+    // SAFETY: this function's own contract (see # Safety) is what the callee needs.
+    let have = unsafe { read(len) }?;
     let bytes = sockaddr_bytes(addr);
     if p.is_null() || have < bytes.len() as i32 {
         return Err(WsaError::FAULT);
     }
-    let out = bytes_mut(p.cast(), bytes.len())?;
+    // SAFETY: this function's own contract (see # Safety) is what the callee needs.
+    let out = unsafe { bytes_mut(p.cast(), bytes.len()) }?;
     out.copy_from_slice(&bytes);
-    write(len, bytes.len() as i32)
+    // SAFETY: this function's own contract (see # Safety) is what the callee needs.
+    unsafe { write(len, bytes.len() as i32) }
 }
 
 /// A NUL-terminated UTF-16 string (at most 1024 units).
-pub(crate) fn read_wstr(p: *const WCHAR) -> WsaResult<String> {
+///
+/// # Safety
+///
+/// `p` is NULL or points to a NUL-terminated UTF-16 string, or to 1024 readable units.
+pub(crate) unsafe fn read_wstr(p: *const WCHAR) -> WsaResult<String> {
     if p.is_null() {
         return Err(WsaError::FAULT);
     }
@@ -432,15 +512,24 @@ pub(crate) fn into_context<T>(value: Box<T>) -> usize {
 }
 
 /// Take back a value given out by [`into_context`], exactly once.
-pub(crate) fn from_context<T>(context: usize) -> Box<T> {
+///
+/// # Safety
+///
+/// `context` came from [`into_context`] with the same `T` and is taken back only once.
+pub(crate) unsafe fn from_context<T>(context: usize) -> Box<T> {
     // SAFETY: `context` came from `into_context::<T>` and the client hands each APC context back
     // once (WPUQueueApc contract), so this Box is reclaimed once.
     unsafe { Box::from_raw(context as *mut T) }
 }
 
 /// Fill the caller's WSPPROC_TABLE.
-pub(crate) fn write_table(p: *mut WSPPROC_TABLE, table: WSPPROC_TABLE) -> WsaResult<()> {
-    write(p, table)
+///
+/// # Safety
+///
+/// `p` is NULL or points to a writable WSPPROC_TABLE.
+pub(crate) unsafe fn write_table(p: *mut WSPPROC_TABLE, table: WSPPROC_TABLE) -> WsaResult<()> {
+    // SAFETY: this function's own contract (see # Safety) is what the callee needs.
+    unsafe { write(p, table) }
 }
 
 /// A pointer-sized opaque value the client passes (HANDLE, HWND) as a number.

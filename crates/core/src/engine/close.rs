@@ -7,8 +7,8 @@ use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
 
 use super::entry::{self, Entry, Kind};
-use super::{Engine, Life, Op, Waiter, endpoint_addr};
-use crate::command::{CloseMode, CloseOutcome, CloseReason, Done, Responder, SocketId, SocketInfo};
+use super::{Engine, Life, Op, Reply, Waiter, endpoint_addr};
+use crate::command::{CloseMode, CloseOutcome, CloseReason, Done, Outcome, SocketId, SocketInfo};
 use crate::error::StackError;
 use crate::link::Tuple;
 
@@ -33,18 +33,33 @@ impl Closing {
     }
 }
 
-impl Engine {
+impl<R: Reply> Engine<R> {
     /// Close `id` by `mode` (the facade has already applied the linger table).
-    pub(super) fn close(&mut self, id: SocketId, mode: CloseMode, reply: Responder, now: Instant) {
+    pub(super) fn close(&mut self, id: SocketId, mode: CloseMode, reply: R, now: Instant) {
+        if let Some(outcome) = self.close_now(id, mode, Some(reply), now) {
+            let (reply, outcome) = outcome;
+            self.answers.push((reply, outcome));
+        }
+    }
+
+    /// Close `id`; the answer, unless a blocking linger close parks it (or `reply` is `None`:
+    /// a stop's own aborts, which nobody waits for and which never linger).
+    fn close_now(
+        &mut self,
+        id: SocketId,
+        mode: CloseMode,
+        reply: Option<R>,
+        now: Instant,
+    ) -> Option<(R, Outcome)> {
         let Some(entry) = self.entries.get(&id) else {
-            return reply.send(Err(StackError::NotSocket.into()));
+            return reply.map(|r| (r, Err(StackError::NotSocket.into())));
         };
         // C07: a non-blocking linger close that cannot finish now changes nothing at all.
         if let (CloseMode::LingerNonBlocking { .. }, Kind::Conn(h)) = (mode, &entry.kind) {
             let socket = self.sockets.get::<tcp::Socket>(*h);
             let unread = socket.recv_queue() > 0;
             if socket.send_queue() > 0 && !unread && socket.state() != State::Closed {
-                return reply.send(Err(StackError::WouldBlock.into()));
+                return reply.map(|r| (r, Err(StackError::WouldBlock.into())));
             }
         }
         let entry = self.entries.remove(&id).expect("checked above");
@@ -70,17 +85,20 @@ impl Engine {
                         handle,
                         reset: false,
                     };
-                    return self.waiters.push(Waiter {
-                        id,
-                        op,
-                        deadline,
-                        overlapped: false,
-                        reply,
-                    });
+                    if let Some(reply) = reply {
+                        self.waiters.push(Waiter {
+                            id,
+                            op,
+                            deadline,
+                            overlapped: false,
+                            reply,
+                        });
+                    }
+                    return None;
                 }
             },
         };
-        reply.send(Ok(Done::Closed(outcome)));
+        reply.map(|r| (r, Ok(Done::Closed(outcome))))
     }
 
     /// Close a listener: idle slots go at once, connections not yet accepted are reset (C15).
@@ -377,11 +395,10 @@ impl Engine {
     }
 
     /// Stop: reset every open connection, let closing ones finish within `grace`, then stop.
-    pub(super) fn stop(&mut self, grace: std::time::Duration, reply: Responder, now: Instant) {
+    pub(super) fn stop(&mut self, grace: std::time::Duration, reply: R, now: Instant) {
         let ids: Vec<SocketId> = self.entries.keys().copied().collect();
         for id in ids {
-            let (tx, _rx) = crossbeam_channel::bounded(1);
-            self.close(id, CloseMode::Abort, Responder::new(tx, 0), now);
+            self.close_now(id, CloseMode::Abort, None, now);
         }
         let until = now + Duration::from(grace);
         log::info!(
@@ -424,14 +441,15 @@ impl Engine {
         });
         if self.closing.is_empty() || (now >= until && !rst_pending) {
             for w in self.waiters.drain(..) {
-                w.reply.send(Err(StackError::NetworkDown.into()));
+                self.answers
+                    .push((w.reply, Err(StackError::NetworkDown.into())));
             }
             if let Life::Stopping {
                 reply: Some(reply), ..
             } = std::mem::replace(&mut self.life, Life::Stopped)
             {
                 log::info!("stopped");
-                reply.send(Ok(Done::Unit));
+                self.answers.push((reply, Ok(Done::Unit)));
             }
         }
         false

@@ -6,15 +6,15 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::consts::*;
-use crate::error::{WsaError, WsaResult};
-use crate::provider::{HandleSource, Provider, ProviderConfig};
+use wsp::consts::*;
+use wsp::error::{WsaError, WsaResult};
+use wsp::{HandleSource, Provider, ProviderConfig};
 
-use super::config::EnvConfig;
-use super::procs;
-use super::raw;
-use super::types::*;
-use super::upcalls::{ClientHandles, OwnHandles, Pending, Upcalls, set_hook};
+use crate::config::EnvConfig;
+use crate::procs;
+use crate::raw;
+use crate::types::*;
+use crate::upcalls::{ClientHandles, OwnHandles, Pending, Upcalls, set_hook};
 
 /// One provider run: from the first WSPStartup to the last WSPCleanup.
 pub(crate) struct Run {
@@ -98,8 +98,12 @@ fn init_logging() {
 ///
 /// Version 2.2 (`MAKEWORD(2, 2)`) or above; below: WSAVERNOTSUPPORTED. A network that cannot be
 /// brought up from the environment: WSASYSNOTREADY, with a log line naming the variable.
+///
+/// # Safety
+///
+/// Every pointer is NULL or valid as Windows' WSPStartup documents it, for the call.
 #[unsafe(no_mangle)]
-pub extern "system" fn WSPStartup(
+pub unsafe extern "system" fn WSPStartup(
     wVersionRequested: WORD,
     lpWSPData: *mut WSPDATA,
     lpProtocolInfo: *mut WSAPROTOCOL_INFOW,
@@ -107,13 +111,16 @@ pub extern "system" fn WSPStartup(
     lpProcTable: *mut WSPPROC_TABLE,
 ) -> i32 {
     match std::panic::catch_unwind(|| {
-        startup(
-            wVersionRequested,
-            lpWSPData,
-            lpProtocolInfo,
-            UpcallTable,
-            lpProcTable,
-        )
+        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+        unsafe {
+            startup(
+                wVersionRequested,
+                lpWSPData,
+                lpProtocolInfo,
+                UpcallTable,
+                lpProcTable,
+            )
+        }
     }) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => e.0,
@@ -124,8 +131,11 @@ pub extern "system" fn WSPStartup(
     }
 }
 
+/// # Safety
+///
+/// every pointer is NULL or valid as WSPStartup documents it, for the call.
 #[allow(non_snake_case)]
-fn startup(
+unsafe fn startup(
     version: WORD,
     lpWSPData: *mut WSPDATA,
     lpProtocolInfo: *mut WSAPROTOCOL_INFOW,
@@ -140,7 +150,8 @@ fn startup(
     if lpWSPData.is_null() || lpProcTable.is_null() {
         return Err(WsaError::FAULT);
     }
-    let info = raw::read(lpProtocolInfo as *const WSAPROTOCOL_INFOW)?;
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    let info = unsafe { raw::read(lpProtocolInfo as *const WSAPROTOCOL_INFOW) }?;
     if !matches!(info.iAddressFamily, AF_INET | AF_INET6)
         || info.iSocketType != SOCK_STREAM
         || !matches!(info.iProtocol, 0 | IPPROTO_TCP)
@@ -211,16 +222,21 @@ fn startup(
     let mut back = protocol;
     back.iAddressFamily = info.iAddressFamily;
     back.dwCatalogEntryId = info.dwCatalogEntryId;
-    raw::write(lpProtocolInfo, fill_protocol(back))?;
-    raw::write(
-        lpWSPData,
-        WSPDATA {
-            wVersion: 0x0202,
-            wHighVersion: 0x0202,
-            szDescription: utf16("lingerstack: a user-space TCP/IP stack on smoltcp"),
-        },
-    )?;
-    raw::write_table(lpProcTable, procs::table())
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    unsafe { raw::write(lpProtocolInfo, fill_protocol(back)) }?;
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    unsafe {
+        raw::write(
+            lpWSPData,
+            WSPDATA {
+                wVersion: 0x0202,
+                wHighVersion: 0x0202,
+                szDescription: utf16("lingerstack: a user-space TCP/IP stack on smoltcp"),
+            },
+        )
+    }?;
+    // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
+    unsafe { raw::write_table(lpProcTable, procs::table()) }
 }
 
 /// WSPCleanup: one start fewer; the last one stops the provider (close-semantics.md C23).

@@ -1,5 +1,5 @@
 /* The layout of every ws2spi.h shape, checked from C: the same numbers that
- * crates/wsp/src/ffi/types.rs pins with static assertions. */
+ * crates/wsp-capi/src/types.rs pins with static assertions. */
 #include "layout.h"
 
 #include <stddef.h>

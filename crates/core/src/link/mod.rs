@@ -1,0 +1,66 @@
+//! Links: where the engine's Ethernet frames come from and go to.
+//!
+//! A [`Link`] moves whole frames and nothing else. The engine wraps the one it is given in a
+//! single smoltcp device ([`device::LinkDevice`]) that owns the reusable frame buffers, the
+//! counters and the middleware (pcap, fault injection, the segment guard), so a link driver
+//! stays a thin layer over its OS object: a TAP file descriptor, or a channel for the
+//! in-memory link of `lingerstack-stack`.
+//!
+//! A link knows nothing of how its driver waits: it offers a file descriptor to poll
+//! ([`Link::fd`]), or takes a wake hook ([`Link::set_wake`]) that it calls when a frame
+//! arrives. The runtime picks whichever the link has.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+/// Something that wakes the engine's driver (a thread, a poll) when a frame arrives.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// Ethernet frames in and out of one network device.
+///
+/// Implementations are non-blocking: `recv` and `send` never wait. The engine calls `recv`
+/// until it returns `Ok(None)` every time it is polled.
+pub trait Link: Send + 'static {
+    /// Read one frame into `buf` (which is at least [`Link::mtu`] + 14 bytes long).
+    ///
+    /// `Ok(Some(n))`: a frame of `n` bytes. `Ok(None)`: nothing to read now. `Err(_)`: the link
+    /// failed (device removed, fd closed); the engine treats that as "network down".
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+
+    /// Write one frame. `Ok(true)`: handed to the device. `Ok(false)`: the device could not take
+    /// it now (queue full); the engine counts it as a drop and TCP retransmits. `Err(_)`: the
+    /// link failed.
+    fn send(&mut self, frame: &[u8]) -> io::Result<bool>;
+
+    /// The IP MTU of the link (the frame is 14 bytes longer).
+    fn mtu(&self) -> usize;
+
+    /// A file descriptor that becomes readable when a frame waits, for the driver to poll.
+    /// `None` (the default): the link has none and wakes its driver through [`Link::set_wake`].
+    fn fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// Keep `wake` and call it whenever a frame arrives. Links with a file descriptor ignore
+    /// it (the default).
+    fn set_wake(&mut self, wake: Wake) {
+        let _ = wake;
+    }
+
+    /// A short human name for logs and status ("tap ls0", "memory").
+    fn describe(&self) -> String;
+}
+
+pub mod device;
+pub mod fault;
+pub mod guard;
+pub mod heard;
+pub mod pcap;
+pub mod queue;
+
+pub use device::LinkDevice;
+pub use fault::FaultConfig;
+pub use guard::{GuardCounters, Tuple};
+pub use pcap::PcapSink;
+pub use queue::{FrameQueues, QueueLink};

@@ -1,0 +1,222 @@
+//! The core driven with no I/O at all: two engines on frame queues, the test moving every
+//! frame between them and choosing the time. What a driver needs is all here: apply a request,
+//! feed frames, poll at `now`, collect the frames sent and the answers, ask the next wake-up.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use lingerstack_core::link::{FrameQueues, QueueLink};
+use lingerstack_core::{
+    Cidr, CloseMode, Done, Engine, Instant, Outcome, Request, SocketId, StackConfig, StackError,
+    Wait,
+};
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+
+/// One engine, the driver's end of its link, and its answers by tag.
+struct Side {
+    engine: Engine<u64>,
+    wire: FrameQueues,
+    answers: HashMap<u64, Outcome>,
+}
+
+impl Side {
+    fn new(addr: Ipv4Addr, last: u8) -> Side {
+        let (link, wire) = QueueLink::new(1500);
+        let config = StackConfig {
+            mac: [2, 0, 0, 0, 0, last],
+            ipv4: Some(Cidr { addr, prefix: 24 }),
+            random_seed: Some(u64::from(last)),
+            ..StackConfig::default()
+        };
+        let engine =
+            Engine::new(config, Box::new(link), Default::default(), Instant::ZERO).expect("engine");
+        Side {
+            engine,
+            wire,
+            answers: HashMap::new(),
+        }
+    }
+
+    fn collect(&mut self) {
+        self.answers.extend(self.engine.drain_answers());
+    }
+}
+
+struct World {
+    a: Side,
+    b: Side,
+    now: Instant,
+    tag: u64,
+    /// Every frame a has sent.
+    a_sent: Vec<Vec<u8>>,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            a: Side::new(A, 1),
+            b: Side::new(B, 2),
+            now: Instant::ZERO,
+            tag: 0,
+            a_sent: Vec::new(),
+        }
+    }
+
+    fn submit(&mut self, on_a: bool, request: Request) -> u64 {
+        self.tag += 1;
+        let side = if on_a { &mut self.a } else { &mut self.b };
+        side.engine.handle(request, self.tag, self.now);
+        self.tag
+    }
+
+    /// Poll both at the current time and carry frames across until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..50 {
+            self.a.engine.poll(self.now);
+            self.b.engine.poll(self.now);
+            let from_a = self.a.wire.take_sent();
+            let from_b = self.b.wire.take_sent();
+            if from_a.is_empty() && from_b.is_empty() {
+                break;
+            }
+            for f in &from_a {
+                self.b.wire.feed(f);
+            }
+            for f in &from_b {
+                self.a.wire.feed(f);
+            }
+            self.a_sent.extend(from_a);
+        }
+        self.a.collect();
+        self.b.collect();
+    }
+
+    fn answer(&mut self, tag: u64) -> Option<Outcome> {
+        self.a
+            .answers
+            .remove(&tag)
+            .or_else(|| self.b.answers.remove(&tag))
+    }
+
+    /// Submit, settle, and return the answer (which must have come).
+    fn call(&mut self, on_a: bool, request: Request) -> Done {
+        let tag = self.submit(on_a, request);
+        self.settle();
+        self.answer(tag).expect("answered").expect("succeeded")
+    }
+
+    fn open(&mut self, on_a: bool) -> SocketId {
+        match self.call(on_a, Request::Open) {
+            Done::Socket(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// a connects to b:80: (a's socket, b's socket).
+    fn connected(&mut self) -> (SocketId, SocketId) {
+        let l = self.open(false);
+        self.call(false, Request::Bind(l, SocketAddr::new(B.into(), 80)));
+        self.call(false, Request::Listen(l, 1));
+        let s = self.open(true);
+        let to = SocketAddr::new(B.into(), 80);
+        let tag = self.submit(true, Request::Connect(s, to, Wait::Block(None)));
+        self.settle();
+        self.answer(tag).expect("connected").unwrap();
+        let Done::Accepted(c, _) = self.call(false, Request::Accept(l, Wait::No)) else {
+            panic!("accept")
+        };
+        (s, c)
+    }
+}
+
+/// Whether `frame` is a TCP segment with RST (IPv4 over Ethernet, no IP options).
+fn is_rst(frame: &[u8]) -> bool {
+    frame.len() >= 14 + 20 + 20
+        && frame[12..14] == [0x08, 0x00]
+        && frame[14 + 9] == 6
+        && frame[14 + 20 + 13] & 0x04 != 0
+}
+
+/// Bytes go across and an abortive close puts a RST on the wire, all without a thread, a
+/// channel or a clock.
+#[test]
+fn data_and_an_abortive_close_through_frame_queues() {
+    let mut w = World::new();
+    let (s, c) = w.connected();
+    assert_eq!(
+        w.call(true, Request::Send(s, b"hello".to_vec(), Wait::No)),
+        Done::Sent(5)
+    );
+    assert_eq!(
+        w.call(false, Request::Recv(c, 64, Wait::No)),
+        Done::Received(b"hello".to_vec())
+    );
+    let before = w.a_sent.len();
+    w.call(true, Request::Close(s, CloseMode::Abort));
+    assert!(
+        w.a_sent[before..].iter().any(|f| is_rst(f)),
+        "no RST among a's frames after the abortive close"
+    );
+    // b learns of the reset from that frame.
+    let tag = w.submit(false, Request::Recv(c, 64, Wait::No));
+    w.settle();
+    assert_eq!(
+        w.answer(tag).unwrap().unwrap_err().error,
+        StackError::ConnReset
+    );
+}
+
+/// A blocking receive with a 5 s timeout, driven only by the wake-up times the engine asks
+/// for: the driver jumps straight to each, and the answer comes at exactly 5 s.
+#[test]
+fn poll_at_names_the_next_deadline() {
+    let mut w = World::new();
+    let (_s, c) = w.connected();
+    let start = w.now;
+    let tag = w.submit(
+        false,
+        Request::Recv(c, 64, Wait::Block(Some(Duration::from_secs(5)))),
+    );
+    w.settle();
+    let mut jumps = 0;
+    let outcome = loop {
+        if let Some(o) = w.answer(tag) {
+            break o;
+        }
+        let next = [w.a.engine.poll_at(w.now), w.b.engine.poll_at(w.now)]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("a pending receive needs a wake-up");
+        w.now = next.max(w.now);
+        w.settle();
+        jumps += 1;
+        assert!(jumps < 100, "too many wake-ups for one timeout");
+    };
+    assert_eq!(outcome.unwrap_err().error, StackError::TimedOut);
+    assert_eq!((w.now - start).total_millis(), 5_000);
+}
+
+/// Readiness events are collected only when the driver asked for them: asking for the events
+/// of an engine without them neither returns any nor starts watching its sockets.
+#[test]
+fn events_only_when_enabled() {
+    let mut w = World::new();
+    w.b.engine.enable_events();
+    assert_eq!(w.a.engine.drain_events().count(), 0);
+    let (s, c) = w.connected();
+    w.call(true, Request::Send(s, b"ping".to_vec(), Wait::No));
+    assert_eq!(
+        w.a.engine.drain_events().count(),
+        0,
+        "a never enabled events"
+    );
+    let events: Vec<_> = w.b.engine.drain_events().collect();
+    assert!(
+        events.iter().any(|e| e.id == c && e.ready.readable),
+        "b's accepted socket became readable: {events:?}"
+    );
+}
