@@ -117,6 +117,7 @@ impl Adverse {
             c.rx_reordered_fault,
             c.tx_reordered_fault
         );
+        eprintln!("guard: {:?}", c.guard);
         assert!(
             c.rx_dropped_fault + c.tx_dropped_fault > 0,
             "no frame was lost: {c:?}"

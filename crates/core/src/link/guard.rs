@@ -85,6 +85,9 @@ pub struct GuardCounters {
     pub half_open_evicted: u64,
     /// TIME-WAIT connections ended early by a new SYN (RFC 6191).
     pub time_wait_reused: u64,
+    /// Duplicate ACKs shown to smoltcp with the window it knew, so they count towards a fast
+    /// retransmit.
+    pub dup_ack_window_kept: u64,
     /// Retransmitted SYNs for a connection already half-open: dropped.
     pub syn_duplicate: u64,
     /// Connections the guard could not record (table full).
@@ -118,6 +121,8 @@ struct Track {
     snd_nxt: u32,
     /// Largest window the peer offered.
     max_snd_wnd: u32,
+    /// The window field of the peer's last segment passed to smoltcp.
+    peer_window: Option<u16>,
     /// Window scale we announced (applies once both sides announced one).
     our_scale: Option<u8>,
     /// Window scale the peer announced.
@@ -140,6 +145,7 @@ impl Track {
             snd_una: snd_nxt.wrapping_sub(1),
             snd_nxt,
             max_snd_wnd: 0,
+            peer_window: None,
             our_scale: None,
             their_scale: None,
             our_fin: None,
@@ -151,6 +157,31 @@ impl Track {
 
     fn scaling(&self) -> bool {
         self.our_scale.is_some() && self.their_scale.is_some()
+    }
+
+    /// A pure ACK repeating `SND.UNA` while data is outstanding, whose new window differs from
+    /// the last one though the last one was far from limiting (less than half of it in flight).
+    fn is_duplicate_ack(&self, seg: &Seg) -> bool {
+        let Some(last) = self.peer_window else {
+            return false;
+        };
+        let flight = self.snd_nxt.wrapping_sub(self.snd_una);
+        let known = u64::from(last) << self.their_shift();
+        seg.payload == 0
+            && !seg.fin
+            && seg.ack == Some(self.snd_una)
+            && flight > 0
+            && seg.window != last
+            && u64::from(flight) * 2 < known
+    }
+
+    /// The peer's window scale in force (0 without scaling).
+    fn their_shift(&self) -> u8 {
+        if self.scaling() {
+            self.their_scale.unwrap_or(0).min(14)
+        } else {
+            0
+        }
     }
 
     /// The lowest acceptable ACK value (RFC 5961 section 5: SND.UNA - MAX.SND.WND).
@@ -331,14 +362,29 @@ impl SegmentGuard {
             self.counters.ack_challenged += 1;
             return self.probe(frame, seg, t);
         }
-        if seq_lt(ack, t.snd_una) && checksum_ok(frame, seg) {
+        let carries = seg.payload > 0 || seg.fin;
+        let mut shown_window = seg.window;
+        if seq_lt(ack, t.snd_una) && carries && checksum_ok(frame, seg) {
             // An old but acceptable ACK (reordering): smoltcp would drop the whole segment
-            // with its data; give it the newest ACK value the peer already sent.
+            // with its data; give it the newest ACK value the peer already sent. (A reordered
+            // old pure ACK says nothing new: smoltcp ignores it as it is.)
             rewrite_ack(frame, seg, t.snd_una);
             self.counters.ack_raised += 1;
+        } else if t.is_duplicate_ack(seg) && checksum_ok(frame, seg) {
+            // smoltcp counts a duplicate ACK only if the window is unchanged, and Linux opens
+            // its window in nearly every ACK, so smoltcp never fast-retransmits to it and waits
+            // out a 1 s timeout per loss. While the window is far from limiting the sender,
+            // show the window smoltcp already knows.
+            if let Some(window) = t.peer_window {
+                rewrite_window(frame, seg, window);
+                shown_window = window;
+                self.counters.dup_ack_window_kept += 1;
+            }
         }
         let track = self.tracks.get_mut(&seg.tuple).expect("tracked");
         track.advance(seg);
+        // The window smoltcp now knows.
+        track.peer_window = Some(shown_window);
         if track.settle_fins(now) {
             self.tracks.remove(&seg.tuple);
         }
@@ -519,13 +565,9 @@ impl Track {
         {
             self.snd_una = ack;
         }
-        let shift = if self.scaling() {
-            self.their_scale.unwrap_or(0)
-        } else {
-            0
-        };
-        let window = u32::from(seg.window) << shift.min(14);
+        let window = u32::from(seg.window) << self.their_shift();
         self.max_snd_wnd = self.max_snd_wnd.max(window);
+        self.peer_window = Some(seg.window);
         if let (Some(fin), Some(ack)) = (self.our_fin, seg.ack)
             && seq_gt(ack, fin)
         {
@@ -691,6 +733,14 @@ fn rewrite_ack(frame: &mut [u8], seg: &Seg, ack: u32) {
     let end = seg.tcp_at + tcp_len(frame, seg);
     let mut tcp = TcpPacket::new_unchecked(&mut frame[seg.tcp_at..end]);
     tcp.set_ack_number(TcpSeqNumber(ack as i32));
+    tcp.fill_checksum(&seg.tuple.remote.addr, &seg.tuple.local.addr);
+}
+
+/// Replace the segment's window field and fix its checksum.
+fn rewrite_window(frame: &mut [u8], seg: &Seg, window: u16) {
+    let end = seg.tcp_at + tcp_len(frame, seg);
+    let mut tcp = TcpPacket::new_unchecked(&mut frame[seg.tcp_at..end]);
+    tcp.set_window_len(window);
     tcp.fill_checksum(&seg.tuple.remote.addr, &seg.tuple.local.addr);
 }
 
