@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use lingerstack_stack::{Cidr, CloseMode, KeepAlive, StackConfig};
-use lingerstack_wsp::linger::{Linger, close_mode};
+use lingerstack_stack::{Cidr, KeepAlive, StackConfig};
 use serde::Deserialize;
 
 /// Smallest MTU accepted (the IPv4 minimum datagram every host must take).
@@ -39,6 +38,12 @@ pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_CONTROL: &str = "/run/lingerstackd.sock";
 /// Default MAC of the stack (locally administered, unicast).
 pub const DEFAULT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
+/// Largest `max_connections` accepted.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+/// Connections a listener holds ready to be accepted: small, so that a daemon at its
+/// connection limit (no longer accepting) leaves few handshakes completed and drops further
+/// SYNs unanswered.
+pub const BACKLOG: usize = 16;
 /// Longest Unix socket path (`sun_path` is 108 bytes with its NUL).
 const MAX_UNIX_PATH: usize = 107;
 
@@ -71,27 +76,14 @@ pub enum LingerMode {
 }
 
 impl LingerMode {
-    /// The Winsock `struct linger` this mode stands for.
-    pub fn linger(self) -> Linger {
+    /// The `set_linger` value of this mode: `None` (a FIN in the background), `Some(0)` (a
+    /// RST), or `Some(N s)` (wait for every byte and the FIN to be acknowledged, RST at N s).
+    pub fn linger(self) -> Option<Duration> {
         match self {
-            LingerMode::Graceful => Linger {
-                onoff: 0,
-                linger: 0,
-            },
-            LingerMode::Abort => Linger {
-                onoff: 1,
-                linger: 0,
-            },
-            LingerMode::Linger(n) => Linger {
-                onoff: 1,
-                linger: n,
-            },
+            LingerMode::Graceful => None,
+            LingerMode::Abort => Some(Duration::ZERO),
+            LingerMode::Linger(n) => Some(Duration::from_secs(u64::from(n))),
         }
-    }
-
-    /// The engine's close for this mode, by the linger table (a blocking socket).
-    pub fn close_mode(self) -> CloseMode {
-        close_mode(self.linger(), false, false)
     }
 }
 
@@ -251,6 +243,10 @@ pub struct Config {
     pub keep_alive: Option<KeepAlive>,
     /// Group that may use the control socket (mode 0660); None: the owner only (0600).
     pub control_group: Option<u32>,
+    /// Most connections the daemon holds at once (None: no limit). At the limit it stops
+    /// accepting; once the listeners' small queues are full, a SYN goes unanswered and the
+    /// client retries.
+    pub max_connections: Option<usize>,
     /// Built-in services.
     pub services: Vec<ServiceSpec>,
     /// Port forwards.
@@ -269,6 +265,7 @@ impl Config {
             rx_buffer: self.rx_buffer,
             tx_buffer: self.tx_buffer,
             close_deadline: self.close_deadline,
+            max_backlog: BACKLOG,
             ..StackConfig::default()
         }
     }
@@ -341,6 +338,8 @@ pub struct Flags {
     pub keep_alive_interval: Option<String>,
     /// `--control-group`.
     pub control_group: Option<String>,
+    /// `--max-connections`.
+    pub max_connections: Option<String>,
     /// `--service KIND:PORT[,LINGER]` (repeatable).
     pub services: Vec<String>,
     /// `--forward in|out:LISTEN=TARGET[,LINGER]` (repeatable).
@@ -421,6 +420,8 @@ pub struct FileConfig {
     pub keep_alive_interval: Option<Scalar>,
     /// Group (name or number) that may use the control socket.
     pub control_group: Option<Scalar>,
+    /// Most connections held at once.
+    pub max_connections: Option<Scalar>,
     /// Services.
     #[serde(default)]
     pub service: Vec<FileService>,
@@ -706,6 +707,16 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         ));
     }
 
+    let max_connections = pick(
+        flags.max_connections,
+        "--max-connections",
+        file.max_connections.map(|s| s.text()),
+        fp,
+        "max_connections",
+    )
+    .map(|(o, v)| parse_range(&o, &v, 1, MAX_CONNECTIONS))
+    .transpose()?;
+
     let keep_alive = resolve_keep_alive(
         pick(
             flags.keep_alive,
@@ -850,6 +861,7 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         close_deadline,
         keep_alive,
         control_group,
+        max_connections,
         services,
         forwards,
     })
@@ -1322,16 +1334,11 @@ mod tests {
 
     #[test]
     fn linger_modes_map_to_the_table() {
+        assert_eq!(LingerMode::Graceful.linger(), None);
+        assert_eq!(LingerMode::Abort.linger(), Some(Duration::ZERO));
         assert_eq!(
-            LingerMode::Graceful.close_mode(),
-            CloseMode::Graceful { deadline: None }
-        );
-        assert_eq!(LingerMode::Abort.close_mode(), CloseMode::Abort);
-        assert_eq!(
-            "linger:3".parse::<LingerMode>().unwrap().close_mode(),
-            CloseMode::Linger {
-                timeout: Duration::from_secs(3)
-            }
+            "linger:3".parse::<LingerMode>().unwrap().linger(),
+            Some(Duration::from_secs(3))
         );
         assert_eq!("linger:0".parse::<LingerMode>().unwrap(), LingerMode::Abort);
         assert!("linger:x".parse::<LingerMode>().is_err());

@@ -124,6 +124,9 @@ struct RunArgs {
     /// Group (name or number) allowed to use the control socket (mode 0660; else 0600).
     #[arg(long, value_name = "GROUP")]
     control_group: Option<String>,
+    /// Most connections held at once; beyond it new clients' SYNs go unanswered (they retry).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<String>,
     /// A service: KIND:PORT[,LINGER], KIND one of echo, discard, chargen (repeatable).
     #[arg(long, value_name = "SPEC")]
     service: Vec<String>,
@@ -155,6 +158,7 @@ impl From<RunArgs> for Flags {
             keep_alive: a.keep_alive,
             keep_alive_interval: a.keep_alive_interval,
             control_group: a.control_group,
+            max_connections: a.max_connections,
             services: a.service,
             forwards: a.forward,
         }
