@@ -40,10 +40,10 @@ pub const DEFAULT_CONTROL: &str = "/run/lingerstackd.sock";
 pub const DEFAULT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 /// Largest `max_connections` accepted.
 pub const MAX_CONNECTIONS: usize = 1_000_000;
-/// Connections a listener holds ready to be accepted: small, so that a daemon at its
-/// connection limit (no longer accepting) leaves few handshakes completed and drops further
-/// SYNs unanswered.
-pub const BACKLOG: usize = 16;
+/// Default listen backlog: connections each listener holds ready to be accepted.
+pub const DEFAULT_BACKLOG: usize = 128;
+/// Largest backlog accepted.
+pub const MAX_BACKLOG: usize = 4096;
 /// Longest Unix socket path (`sun_path` is 108 bytes with its NUL).
 const MAX_UNIX_PATH: usize = 107;
 
@@ -247,6 +247,9 @@ pub struct Config {
     /// accepting; once the listeners' small queues are full, a SYN goes unanswered and the
     /// client retries.
     pub max_connections: Option<usize>,
+    /// Connections each listener holds ready to be accepted; at `max_connections` this many
+    /// more handshakes complete and wait, then SYNs go unanswered.
+    pub backlog: usize,
     /// Built-in services.
     pub services: Vec<ServiceSpec>,
     /// Port forwards.
@@ -265,7 +268,7 @@ impl Config {
             rx_buffer: self.rx_buffer,
             tx_buffer: self.tx_buffer,
             close_deadline: self.close_deadline,
-            max_backlog: BACKLOG,
+            max_backlog: self.backlog,
             ..StackConfig::default()
         }
     }
@@ -340,6 +343,8 @@ pub struct Flags {
     pub control_group: Option<String>,
     /// `--max-connections`.
     pub max_connections: Option<String>,
+    /// `--backlog`.
+    pub backlog: Option<String>,
     /// `--service KIND:PORT[,LINGER]` (repeatable).
     pub services: Vec<String>,
     /// `--forward in|out:LISTEN=TARGET[,LINGER]` (repeatable).
@@ -422,6 +427,8 @@ pub struct FileConfig {
     pub control_group: Option<Scalar>,
     /// Most connections held at once.
     pub max_connections: Option<Scalar>,
+    /// Listen backlog.
+    pub backlog: Option<Scalar>,
     /// Services.
     #[serde(default)]
     pub service: Vec<FileService>,
@@ -717,6 +724,17 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
     .map(|(o, v)| parse_range(&o, &v, 1, MAX_CONNECTIONS))
     .transpose()?;
 
+    let backlog = pick(
+        flags.backlog,
+        "--backlog",
+        file.backlog.map(|s| s.text()),
+        fp,
+        "backlog",
+    )
+    .map(|(o, v)| parse_range(&o, &v, 1, MAX_BACKLOG))
+    .transpose()?
+    .unwrap_or(DEFAULT_BACKLOG);
+
     let keep_alive = resolve_keep_alive(
         pick(
             flags.keep_alive,
@@ -862,6 +880,7 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         keep_alive,
         control_group,
         max_connections,
+        backlog,
         services,
         forwards,
     })

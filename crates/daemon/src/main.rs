@@ -127,6 +127,9 @@ struct RunArgs {
     /// Most connections held at once; beyond it new clients' SYNs go unanswered (they retry).
     #[arg(long, value_name = "N")]
     max_connections: Option<String>,
+    /// Connections each listener holds ready to be accepted (128 by default).
+    #[arg(long, value_name = "N")]
+    backlog: Option<String>,
     /// A service: KIND:PORT[,LINGER], KIND one of echo, discard, chargen (repeatable).
     #[arg(long, value_name = "SPEC")]
     service: Vec<String>,
@@ -159,6 +162,7 @@ impl From<RunArgs> for Flags {
             keep_alive_interval: a.keep_alive_interval,
             control_group: a.control_group,
             max_connections: a.max_connections,
+            backlog: a.backlog,
             services: a.service,
             forwards: a.forward,
         }
