@@ -28,7 +28,7 @@ use lingerstack_stack::link::MemoryLink;
 use lingerstack_stack::{Cidr, CloseMode, SocketId, Stack, StackConfig, TcpOptions, Wait};
 use lingerstack_testkit::{Capture, Dir, TapNet, Trace, peer};
 
-use crate::config::{self, Config, Flags};
+use crate::config::{self, Config, ServiceEntry, Settings, Text};
 use crate::daemon::{self, Daemon};
 
 type Result<T> = std::result::Result<T, String>;
@@ -105,19 +105,17 @@ pub fn run(pcap: Option<PathBuf>, force_memory: bool) -> Result<()> {
 }
 
 fn demo_config(tap: &str, ip: Ipv4Addr, mac: [u8; 6], pcap: Option<PathBuf>) -> Result<Config> {
-    config::resolve(Flags {
+    config::resolve(Settings {
         tap: Some(tap.to_string()),
         ipv4: Some(format!("{ip}/24")),
         mac: Some(crate::control::mac_string(mac)),
         log_level: Some("warn".into()),
-        drain: Some("2s".into()),
+        drain: Some(Text("2s".into())),
         pcap,
-        services: vec![
-            "echo:7,graceful".into(),
-            "echo:10007,abort".into(),
-            "echo:20007,linger:1".into(),
-        ],
-        ..Flags::default()
+        service: ["echo:7,graceful", "echo:10007,abort", "echo:20007,linger:1"]
+            .map(|s| ServiceEntry::Spec(s.into()))
+            .to_vec(),
+        ..Settings::default()
     })
     .map_err(|e| e.to_string())
 }

@@ -249,7 +249,10 @@ fn holds_idle_echo_connections_on_a_few_threads() {
     // Every connection still works: one byte each way on each.
     for (i, c) in clients.iter_mut().enumerate() {
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        assert!(echoes(c, (i % 251) as u8), "connection {i} of {n} did not echo");
+        assert!(
+            echoes(c, (i % 251) as u8),
+            "connection {i} of {n} did not echo"
+        );
     }
     assert!(d.threads() < MAX_THREADS);
     let log = d.log_text();
@@ -268,7 +271,14 @@ fn max_connections_leaves_syns_unanswered_until_one_ends() {
     let d = DaemonProc::start(
         &net,
         "max-connections",
-        &["--service", "echo:7", "--max-connections", "2", "--backlog", "4"],
+        &[
+            "--service",
+            "echo:7",
+            "--max-connections",
+            "2",
+            "--backlog",
+            "4",
+        ],
     );
     let stack = SocketAddr::new(net.stack_v4().into(), 7);
     let connect = |timeout| peer::tcp_connect(net.ns(), stack, None, timeout);
@@ -286,8 +296,8 @@ fn max_connections_leaves_syns_unanswered_until_one_ends() {
     let mut queued = Vec::new();
     let blocked_port = loop {
         let sock = net.ns().run(|| {
-            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .unwrap();
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
             s.bind(&SocketAddr::new(net.kernel_v4().into(), 0).into())
                 .unwrap();
             s
@@ -320,38 +330,58 @@ fn max_connections_leaves_syns_unanswered_until_one_ends() {
     served.pop();
     let queued_port = |s: &TcpStream| s.local_addr().unwrap().port();
     let mut next = None;
-    eventually(Duration::from_secs(10), "a queued connection accepted", || {
-        let status = d.status_json();
-        let peers: Vec<String> = status["connections"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|c| c["peer"].as_str().map(String::from)).collect())
-            .unwrap_or_default();
-        next = queued
-            .iter()
-            .position(|s| peers.iter().any(|p| p.ends_with(&format!(":{}", queued_port(s)))));
-        next.is_some()
-    });
+    eventually(
+        Duration::from_secs(10),
+        "a queued connection accepted",
+        || {
+            let status = d.status_json();
+            let peers: Vec<String> = status["connections"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c["peer"].as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            next = queued.iter().position(|s| {
+                peers
+                    .iter()
+                    .any(|p| p.ends_with(&format!(":{}", queued_port(s))))
+            });
+            next.is_some()
+        },
+    );
     let mut first = queued.remove(next.unwrap());
-    first.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    assert!(echoes(&mut first, 7), "the accepted queued connection did not echo");
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(
+        echoes(&mut first, 7),
+        "the accepted queued connection did not echo"
+    );
     // Everyone else leaves too: a client whose SYN went unanswered gets in at a
     // retransmission once the queue has room.
     let late = {
         let ns_stack = stack;
-        net.ns().spawn(move || {
-            std::net::TcpStream::connect_timeout(&ns_stack, Duration::from_secs(30))
-        })
+        net.ns()
+            .spawn(move || std::net::TcpStream::connect_timeout(&ns_stack, Duration::from_secs(30)))
     };
     drop((first, queued, served));
     let late = late.join().unwrap();
-    assert!(late.is_ok(), "a client did not get in below the limit: {late:?}");
+    assert!(
+        late.is_ok(),
+        "a client did not get in below the limit: {late:?}"
+    );
 
     drop(d);
     let trace = cap.stop();
     trace.assert_no_drops();
     let t = trace.conn(blocked_port);
     let syns = t.dir(Dir::ToStack).iter().filter(|s| s.flags.syn).count();
-    t.assert(syns >= 2, &format!("{syns} SYNs from the kernel, want a retransmission"));
+    t.assert(
+        syns >= 2,
+        &format!("{syns} SYNs from the kernel, want a retransmission"),
+    );
     t.assert(
         t.dir(Dir::FromStack).is_empty(),
         "the stack answered the SYN beyond the limit (SYN-ACK or RST)",
