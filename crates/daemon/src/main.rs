@@ -58,6 +58,9 @@ enum Command {
         #[arg(long)]
         memory: bool,
     },
+    /// The demo's kernel client, run by the demo inside its namespace.
+    #[command(hide = true)]
+    DemoPeer(demo::netns::PeerArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +85,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::DemoPeer(args) => match demo::netns::peer(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lingerstackd demo-peer: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
