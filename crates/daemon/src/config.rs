@@ -34,7 +34,7 @@ pub const MAX_DRAIN: Duration = Duration::from_secs(3600);
 /// Longest keep-alive idle time accepted.
 pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(24 * 3600);
 /// Default keep-alive idle time of the daemon's connections: a vanished client is released
-/// (with its thread and buffers) about ten minutes after it was last heard.
+/// (with its task and buffers) about ten minutes after it was last heard.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(600);
 /// Default time between unanswered keep-alive probes (Windows' value).
 pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);

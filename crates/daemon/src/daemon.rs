@@ -3,7 +3,8 @@
 //! [`Daemon::start`] acquires everything it needs (pcap file, engine, every listener on the
 //! stack and on the host, the control socket, the metrics endpoint) before it serves anything;
 //! if one step fails it releases what it had and reports one line, so the daemon never
-//! half-starts. [`Daemon::run`] then waits for signals and for the link to fail;
+//! half-starts. The listeners and connections run as tasks on the daemon's one tokio runtime;
+//! the main thread stays outside it: [`Daemon::run`] waits for signals and for the link to fail;
 //! [`Daemon::drain`] is the stop: no more accepting, every connection closed by its linger
 //! mode, a bounded wait, then a reset of what remains.
 
