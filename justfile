@@ -45,3 +45,8 @@ c-example:
 # all in one run. `just bench --full`, `just bench --only throughput --mtu 65520`.
 bench *args="--quick":
     cargo run --release -p lingerstack-bench -- {{args}}
+
+# lingerstackd holding 10,000 idle echo connections from the kernel of a private namespace
+# (root): its thread count and memory per connection (the figures of docs/performance.md).
+daemon-scale conns="10000":
+    LINGERSTACK_REQUIRE_TAP=1 LINGERSTACK_DAEMON_CONNS={{conns}} cargo nextest run -p lingerstack-daemon --test scale --no-capture holds_idle_echo_connections_on_a_few_threads

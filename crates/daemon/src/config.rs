@@ -1,9 +1,13 @@
 //! Configuration of `lingerstackd run`: command-line flags over an optional TOML file, checked
 //! completely before anything is started.
 //!
-//! Every value arrives as text (from a flag or from the file) and goes through one parser, so a
-//! bad value gives the same one-line message wherever it came from, naming where it came from
-//! (`--mtu`, or `daemon.toml: mtu`) and the value itself.
+//! Each setting is defined once, in [`Settings`]: clap derives the flags from it and serde
+//! reads the file into the same struct, so a new setting is one field (its doc comment is its
+//! `--help`), one line in [`resolve`] and one in [`Config`]. [`resolve`] lays the flags over
+//! the file, checks every value with one parser per kind of value, and applies the defaults
+//! (the constants below); a bad value gives the same one-line message wherever it came from,
+//! naming where (`--mtu`, or `daemon.toml: mtu`) and the value itself. [`Config`] is the
+//! checked, typed result the daemon runs with.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -11,8 +15,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use lingerstack_stack::{Cidr, CloseMode, KeepAlive, StackConfig};
-use lingerstack_wsp::linger::{Linger, close_mode};
+use lingerstack_stack::{Cidr, KeepAlive, StackConfig};
 use serde::Deserialize;
 
 /// Smallest MTU accepted (the IPv4 minimum datagram every host must take).
@@ -31,7 +34,7 @@ pub const MAX_DRAIN: Duration = Duration::from_secs(3600);
 /// Longest keep-alive idle time accepted.
 pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(24 * 3600);
 /// Default keep-alive idle time of the daemon's connections: a vanished client is released
-/// (with its thread and buffers) about ten minutes after it was last heard.
+/// (with its task and buffers) about ten minutes after it was last heard.
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(600);
 /// Default time between unanswered keep-alive probes (Windows' value).
 pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -39,6 +42,12 @@ pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_CONTROL: &str = "/run/lingerstackd.sock";
 /// Default MAC of the stack (locally administered, unicast).
 pub const DEFAULT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
+/// Largest `max_connections` accepted.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+/// Default listen backlog: connections each listener holds ready to be accepted.
+pub const DEFAULT_BACKLOG: usize = 128;
+/// Largest backlog accepted.
+pub const MAX_BACKLOG: usize = 4096;
 /// Longest Unix socket path (`sun_path` is 108 bytes with its NUL).
 const MAX_UNIX_PATH: usize = 107;
 
@@ -71,27 +80,14 @@ pub enum LingerMode {
 }
 
 impl LingerMode {
-    /// The Winsock `struct linger` this mode stands for.
-    pub fn linger(self) -> Linger {
+    /// The `set_linger` value of this mode: `None` (a FIN in the background), `Some(0)` (a
+    /// RST), or `Some(N s)` (wait for every byte and the FIN to be acknowledged, RST at N s).
+    pub fn linger(self) -> Option<Duration> {
         match self {
-            LingerMode::Graceful => Linger {
-                onoff: 0,
-                linger: 0,
-            },
-            LingerMode::Abort => Linger {
-                onoff: 1,
-                linger: 0,
-            },
-            LingerMode::Linger(n) => Linger {
-                onoff: 1,
-                linger: n,
-            },
+            LingerMode::Graceful => None,
+            LingerMode::Abort => Some(Duration::ZERO),
+            LingerMode::Linger(n) => Some(Duration::from_secs(u64::from(n))),
         }
-    }
-
-    /// The engine's close for this mode, by the linger table (a blocking socket).
-    pub fn close_mode(self) -> CloseMode {
-        close_mode(self.linger(), false, false)
     }
 }
 
@@ -210,7 +206,8 @@ impl ForwardSpec {
     }
 }
 
-/// The complete, checked configuration of the daemon.
+/// The complete, checked configuration of the daemon (what [`resolve`] makes of the
+/// [`Settings`]; each field's meaning is documented there).
 #[derive(Clone, Debug)]
 pub struct Config {
     /// TAP device name (created if missing, else attached to).
@@ -251,6 +248,13 @@ pub struct Config {
     pub keep_alive: Option<KeepAlive>,
     /// Group that may use the control socket (mode 0660); None: the owner only (0600).
     pub control_group: Option<u32>,
+    /// Most connections the daemon holds at once (None: no limit). At the limit it stops
+    /// accepting; once the listeners' small queues are full, a SYN goes unanswered and the
+    /// client retries.
+    pub max_connections: Option<usize>,
+    /// Connections each listener holds ready to be accepted; at `max_connections` this many
+    /// more handshakes complete and wait, then SYNs go unanswered.
+    pub backlog: usize,
     /// Built-in services.
     pub services: Vec<ServiceSpec>,
     /// Port forwards.
@@ -269,6 +273,7 @@ impl Config {
             rx_buffer: self.rx_buffer,
             tx_buffer: self.tx_buffer,
             close_deadline: self.close_deadline,
+            max_backlog: self.backlog,
             ..StackConfig::default()
         }
     }
@@ -298,135 +303,179 @@ impl Config {
     }
 }
 
-/// Settings given on the command line, all as text (`None`: not given).
-#[derive(Clone, Debug, Default)]
-pub struct Flags {
-    /// `--config`.
+/// Every setting of `lingerstackd run`, as given, defined once: the same struct is the
+/// command line (clap: each doc comment below is the flag's `--help` line) and the TOML file
+/// (serde: each field is the key of the same name). Values stay text here; [`resolve`] lays
+/// the flags over the file, checks everything, applies the defaults and yields a [`Config`].
+/// Unknown keys in the file are an error, so a typo does not pass silently.
+#[derive(Clone, Debug, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML configuration file; flags given here win over it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// `--tap`.
+    /// TAP device name (created if missing, attached to if it exists).
+    #[arg(long, value_name = "NAME")]
     pub tap: Option<String>,
-    /// `--ipv4`.
+    /// IPv4 address of the stack, in CIDR notation (10.0.0.2/24).
+    #[arg(long, value_name = "CIDR")]
     pub ipv4: Option<String>,
-    /// `--ipv6`.
+    /// IPv6 address of the stack, in CIDR notation (fd00::2/64).
+    #[arg(long, value_name = "CIDR")]
     pub ipv6: Option<String>,
-    /// `--gateway` (repeatable, one per family).
+    /// Default gateway (once per family; in the file a string or a list).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub gateway: Vec<String>,
-    /// `--mac`.
+    /// MAC of the stack (default 02:00:00:00:00:02).
+    #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
-    /// `--mtu`.
-    pub mtu: Option<String>,
-    /// `--rx-buffer`.
-    pub rx_buffer: Option<String>,
-    /// `--tx-buffer`.
-    pub tx_buffer: Option<String>,
-    /// `--linger`.
+    /// MTU to set on the TAP (default: keep the device's).
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<Text>,
+    /// Receive buffer of each TCP socket (256k by default).
+    #[arg(long, value_name = "SIZE")]
+    pub rx_buffer: Option<Text>,
+    /// Send buffer of each TCP socket (256k by default).
+    #[arg(long, value_name = "SIZE")]
+    pub tx_buffer: Option<Text>,
+    /// Default linger mode: graceful, abort or linger:SECONDS.
+    #[arg(long, value_name = "MODE")]
     pub linger: Option<String>,
-    /// `--pcap`.
+    /// Write every frame to this pcap file (SIGHUP reopens it).
+    #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
-    /// `--log-level`.
+    /// Log level or env_logger filter (the flag beats RUST_LOG, which beats the file).
+    #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
-    /// `--log-file`.
+    /// Log to this file instead of stderr (SIGHUP reopens it).
+    #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// `--control`.
+    /// Control socket for `lingerstackd status` (/run/lingerstackd.sock by default).
+    #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
-    /// `--metrics`.
+    /// Group (name or number) allowed to use the control socket (mode 0660; else 0600).
+    #[arg(long, value_name = "GROUP")]
+    pub control_group: Option<Text>,
+    /// Prometheus text endpoint on a loopback address (127.0.0.1:9102).
+    #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
-    /// `--drain`.
-    pub drain: Option<String>,
-    /// `--close-deadline`.
-    pub close_deadline: Option<String>,
-    /// `--keep-alive`.
-    pub keep_alive: Option<String>,
-    /// `--keep-alive-interval`.
-    pub keep_alive_interval: Option<String>,
-    /// `--control-group`.
-    pub control_group: Option<String>,
-    /// `--service KIND:PORT[,LINGER]` (repeatable).
-    pub services: Vec<String>,
-    /// `--forward in|out:LISTEN=TARGET[,LINGER]` (repeatable).
-    pub forwards: Vec<String>,
+    /// Longest wait for connections to close at a stop (10s by default).
+    #[arg(long, value_name = "DURATION")]
+    pub drain: Option<Text>,
+    /// Deadline of a graceful background close (60s by default).
+    #[arg(long, value_name = "DURATION")]
+    pub close_deadline: Option<Text>,
+    /// Keep-alive idle time of the daemon's connections, or `off` (10m by default).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_alive: Option<Text>,
+    /// Time between unanswered keep-alive probes (1s by default; 10 probes, then a reset).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_alive_interval: Option<Text>,
+    /// Most connections held at once (no limit by default); beyond it, once the listeners'
+    /// queues are full, new clients' SYNs go unanswered and they retry.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<Text>,
+    /// Connections each listener holds ready to be accepted (128 by default).
+    #[arg(long, value_name = "N")]
+    pub backlog: Option<Text>,
+    /// A service: KIND:PORT[,LINGER], KIND one of echo, discard, chargen (repeatable; in the
+    /// file `[[service]]` tables).
+    #[arg(long, value_name = "SPEC")]
+    #[serde(default)]
+    pub service: Vec<ServiceEntry>,
+    /// A forward: in:PORT=HOST:PORT or out:HOST:PORT=ADDR:PORT, optionally ,LINGER
+    /// (repeatable; in the file `[[forward]]` tables).
+    #[arg(long, value_name = "SPEC")]
+    #[serde(default)]
+    pub forward: Vec<ForwardEntry>,
 }
 
-/// A number or a string in the TOML file (`mtu = 1500` and `mtu = "1500"` both work).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Scalar {
-    /// A TOML integer.
-    Int(i64),
-    /// A TOML float.
-    Float(f64),
-    /// A TOML string.
-    Text(String),
-}
+/// A setting's value as text: a flag's argument, or a TOML string, integer or float
+/// (`mtu = 1500` and `mtu = "1500"` both work).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Text(pub String);
 
-impl Scalar {
+impl Text {
     fn text(&self) -> String {
-        match self {
-            Scalar::Int(i) => i.to_string(),
-            Scalar::Float(f) => f.to_string(),
-            Scalar::Text(s) => s.clone(),
-        }
+        self.0.clone()
     }
 }
 
-/// One string or a list of them.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    /// A single value.
-    One(String),
-    /// A list.
-    Many(Vec<String>),
+impl FromStr for Text {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Text(s.to_string()))
+    }
 }
 
-/// The TOML file, as written. Unknown keys are an error (a typo must not pass silently).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// TAP device name.
-    pub tap: Option<String>,
-    /// IPv4 address in CIDR notation.
-    pub ipv4: Option<String>,
-    /// IPv6 address in CIDR notation.
-    pub ipv6: Option<String>,
-    /// Gateway address(es).
-    pub gateway: Option<OneOrMany>,
-    /// MAC address.
-    pub mac: Option<String>,
-    /// MTU.
-    pub mtu: Option<Scalar>,
-    /// Receive buffer size.
-    pub rx_buffer: Option<Scalar>,
-    /// Send buffer size.
-    pub tx_buffer: Option<Scalar>,
-    /// Default linger mode.
-    pub linger: Option<String>,
-    /// pcap file.
-    pub pcap: Option<PathBuf>,
-    /// Log level / filter.
-    pub log_level: Option<String>,
-    /// Log file.
-    pub log_file: Option<PathBuf>,
-    /// Control socket path.
-    pub control: Option<PathBuf>,
-    /// Prometheus endpoint address.
-    pub metrics: Option<String>,
-    /// Drain time.
-    pub drain: Option<Scalar>,
-    /// Background close deadline.
-    pub close_deadline: Option<Scalar>,
-    /// Keep-alive idle time, or "off".
-    pub keep_alive: Option<Scalar>,
-    /// Time between unanswered keep-alive probes.
-    pub keep_alive_interval: Option<Scalar>,
-    /// Group (name or number) that may use the control socket.
-    pub control_group: Option<Scalar>,
-    /// Services.
-    #[serde(default)]
-    pub service: Vec<FileService>,
-    /// Forwards.
-    #[serde(default)]
-    pub forward: Vec<FileForward>,
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            Int(i64),
+            Float(f64),
+            Text(String),
+        }
+        Ok(Text(match Scalar::deserialize(d)? {
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Text(s) => s,
+        }))
+    }
+}
+
+/// `gateway = "10.0.0.1"` or `gateway = ["10.0.0.1", "fd00::1"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// A service as given: a flag's `KIND:PORT[,LINGER]`, or a `[[service]]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ServiceEntry {
+    /// `echo:7`, `chargen:19,abort`.
+    Spec(String),
+    /// `kind`, `port`, `linger`.
+    Table(FileService),
+}
+
+impl FromStr for ServiceEntry {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ServiceEntry::Spec(s.to_string()))
+    }
+}
+
+/// A forward as given: a flag's `in:PORT=HOST:PORT[,LINGER]`, or a `[[forward]]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ForwardEntry {
+    /// `in:8080=127.0.0.1:80`, `out:127.0.0.1:2222=10.0.0.1:22,abort`.
+    Spec(String),
+    /// `direction`, `listen`, `to`, `linger`.
+    Table(FileForward),
+}
+
+impl FromStr for ForwardEntry {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ForwardEntry::Spec(s.to_string()))
+    }
 }
 
 /// A `[[service]]` table.
@@ -436,7 +485,7 @@ pub struct FileService {
     /// echo, discard or chargen.
     pub kind: String,
     /// Port on the stack.
-    pub port: Scalar,
+    pub port: Text,
     /// Linger mode (default: the daemon's).
     pub linger: Option<String>,
 }
@@ -448,15 +497,58 @@ pub struct FileForward {
     /// inbound or outbound.
     pub direction: String,
     /// Listen address (inbound: a port or address:port on the stack; outbound: host address:port).
-    pub listen: Scalar,
+    pub listen: Text,
     /// Target address:port.
     pub to: String,
     /// Linger mode (default: the daemon's).
     pub linger: Option<String>,
 }
 
+/// A `[[service]]` table, checked (`origin` names it in errors).
+fn service_table(
+    origin: &str,
+    s: &FileService,
+    default: LingerMode,
+) -> Result<ServiceSpec, ConfigError> {
+    let kind = s
+        .kind
+        .parse()
+        .map_err(|e| bad(&format!("{origin}.kind"), &s.kind, e))?;
+    let port = parse_port(&format!("{origin}.port"), &s.port.text())?;
+    let linger = match &s.linger {
+        Some(l) => l
+            .parse()
+            .map_err(|e| bad(&format!("{origin}.linger"), l, e))?,
+        None => default,
+    };
+    Ok(ServiceSpec { kind, port, linger })
+}
+
+/// A `[[forward]]` table, checked (`origin` names it in errors).
+fn forward_table(
+    origin: &str,
+    f: &FileForward,
+    default: LingerMode,
+) -> Result<ForwardSpec, ConfigError> {
+    let direction = parse_direction(&format!("{origin}.direction"), &f.direction)?;
+    let listen = parse_listen(&format!("{origin}.listen"), &f.listen.text(), direction)?;
+    let target = parse_socket_addr(&format!("{origin}.to"), &f.to)?;
+    let linger = match &f.linger {
+        Some(l) => l
+            .parse()
+            .map_err(|e| bad(&format!("{origin}.linger"), l, e))?,
+        None => default,
+    };
+    Ok(ForwardSpec {
+        direction,
+        listen,
+        target,
+        linger,
+    })
+}
+
 /// Read and parse the TOML file.
-pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+pub fn read_file(path: &Path) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| {
@@ -494,10 +586,10 @@ fn pick(
 }
 
 /// Merge flags over the file and check everything. Nothing is opened or started here.
-pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
+pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
     let (file, fp) = match &flags.config {
         Some(path) => (read_file(path)?, format!("{}: ", path.display())),
-        None => (FileConfig::default(), String::new()),
+        None => (Settings::default(), String::new()),
     };
     let fp = fp.as_str();
 
@@ -526,14 +618,10 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
             .map(|g| ("--gateway".to_string(), g))
             .collect()
     } else {
-        match file.gateway {
-            Some(OneOrMany::One(g)) => vec![(format!("{fp}gateway"), g)],
-            Some(OneOrMany::Many(gs)) => gs
-                .into_iter()
-                .map(|g| (format!("{fp}gateway"), g))
-                .collect(),
-            None => Vec::new(),
-        }
+        file.gateway
+            .into_iter()
+            .map(|g| (format!("{fp}gateway"), g))
+            .collect()
     };
     let (mut gateway_v4, mut gateway_v6) = (None, None);
     for (origin, text) in gateways {
@@ -584,25 +672,31 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         None => DEFAULT_MAC,
     };
 
-    let mtu = pick(flags.mtu, "--mtu", file.mtu.map(|s| s.text()), fp, "mtu")
-        .map(|(o, v)| {
-            let min = if ipv6.is_some() { MIN_MTU_V6 } else { MIN_MTU };
-            parse_range(&o, &v, min, MAX_MTU).map_err(|e| {
-                if ipv6.is_some() && v.trim().parse::<usize>().is_ok_and(|m| m < MIN_MTU_V6) {
-                    bad(
-                        &o,
-                        &v,
-                        format!("IPv6 needs an MTU of at least {MIN_MTU_V6}"),
-                    )
-                } else {
-                    e
-                }
-            })
+    let mtu = pick(
+        flags.mtu.map(|s| s.text()),
+        "--mtu",
+        file.mtu.map(|s| s.text()),
+        fp,
+        "mtu",
+    )
+    .map(|(o, v)| {
+        let min = if ipv6.is_some() { MIN_MTU_V6 } else { MIN_MTU };
+        parse_range(&o, &v, min, MAX_MTU).map_err(|e| {
+            if ipv6.is_some() && v.trim().parse::<usize>().is_ok_and(|m| m < MIN_MTU_V6) {
+                bad(
+                    &o,
+                    &v,
+                    format!("IPv6 needs an MTU of at least {MIN_MTU_V6}"),
+                )
+            } else {
+                e
+            }
         })
-        .transpose()?;
+    })
+    .transpose()?;
 
     let rx_buffer = pick(
-        flags.rx_buffer,
+        flags.rx_buffer.map(|s| s.text()),
         "--rx-buffer",
         file.rx_buffer.map(|s| s.text()),
         fp,
@@ -612,7 +706,7 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
     .transpose()?
     .unwrap_or(StackConfig::default().rx_buffer);
     let tx_buffer = pick(
-        flags.tx_buffer,
+        flags.tx_buffer.map(|s| s.text()),
         "--tx-buffer",
         file.tx_buffer.map(|s| s.text()),
         fp,
@@ -676,7 +770,7 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         .transpose()?;
 
     let drain = pick(
-        flags.drain,
+        flags.drain.map(|s| s.text()),
         "--drain",
         file.drain.map(|s| s.text()),
         fp,
@@ -691,7 +785,7 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         )));
     }
     let close_deadline = pick(
-        flags.close_deadline,
+        flags.close_deadline.map(|s| s.text()),
         "--close-deadline",
         file.close_deadline.map(|s| s.text()),
         fp,
@@ -706,16 +800,37 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         ));
     }
 
+    let max_connections = pick(
+        flags.max_connections.map(|s| s.text()),
+        "--max-connections",
+        file.max_connections.map(|s| s.text()),
+        fp,
+        "max_connections",
+    )
+    .map(|(o, v)| parse_range(&o, &v, 1, MAX_CONNECTIONS))
+    .transpose()?;
+
+    let backlog = pick(
+        flags.backlog.map(|s| s.text()),
+        "--backlog",
+        file.backlog.map(|s| s.text()),
+        fp,
+        "backlog",
+    )
+    .map(|(o, v)| parse_range(&o, &v, 1, MAX_BACKLOG))
+    .transpose()?
+    .unwrap_or(DEFAULT_BACKLOG);
+
     let keep_alive = resolve_keep_alive(
         pick(
-            flags.keep_alive,
+            flags.keep_alive.map(|s| s.text()),
             "--keep-alive",
             file.keep_alive.map(|s| s.text()),
             fp,
             "keep_alive",
         ),
         pick(
-            flags.keep_alive_interval,
+            flags.keep_alive_interval.map(|s| s.text()),
             "--keep-alive-interval",
             file.keep_alive_interval.map(|s| s.text()),
             fp,
@@ -723,7 +838,7 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         ),
     )?;
     let control_group = pick(
-        flags.control_group,
+        flags.control_group.map(|s| s.text()),
         "--control-group",
         file.control_group.map(|s| s.text()),
         fp,
@@ -732,53 +847,32 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
     .map(|(o, v)| parse_group(&o, &v, Path::new("/etc/group")))
     .transpose()?;
 
+    // A list given as flags replaces the file's list of the same kind.
+    let (service_list, service_origin) = if flags.service.is_empty() {
+        (file.service, format!("{fp}service"))
+    } else {
+        (flags.service, "--service".to_string())
+    };
     let mut services = Vec::new();
-    if !flags.services.is_empty() {
-        for s in &flags.services {
-            services.push(parse_service_flag(s, linger)?);
-        }
-    } else {
-        for (i, s) in file.service.iter().enumerate() {
-            let origin = format!("{fp}service[{i}]");
-            let kind = s
-                .kind
-                .parse()
-                .map_err(|e| bad(&format!("{origin}.kind"), &s.kind, e))?;
-            let port = parse_port(&format!("{origin}.port"), &s.port.text())?;
-            let linger = match &s.linger {
-                Some(l) => l
-                    .parse()
-                    .map_err(|e| bad(&format!("{origin}.linger"), l, e))?,
-                None => linger,
-            };
-            services.push(ServiceSpec { kind, port, linger });
-        }
+    for (i, entry) in service_list.iter().enumerate() {
+        let origin = format!("{service_origin}[{i}]");
+        services.push(match entry {
+            ServiceEntry::Spec(spec) => parse_service_flag(spec, linger)?,
+            ServiceEntry::Table(table) => service_table(&origin, table, linger)?,
+        });
     }
-
-    let mut forwards = Vec::new();
-    if !flags.forwards.is_empty() {
-        for f in &flags.forwards {
-            forwards.push(parse_forward_flag(f, linger)?);
-        }
+    let (forward_list, forward_origin) = if flags.forward.is_empty() {
+        (file.forward, format!("{fp}forward"))
     } else {
-        for (i, f) in file.forward.iter().enumerate() {
-            let origin = format!("{fp}forward[{i}]");
-            let direction = parse_direction(&format!("{origin}.direction"), &f.direction)?;
-            let listen = parse_listen(&format!("{origin}.listen"), &f.listen.text(), direction)?;
-            let target = parse_socket_addr(&format!("{origin}.to"), &f.to)?;
-            let linger = match &f.linger {
-                Some(l) => l
-                    .parse()
-                    .map_err(|e| bad(&format!("{origin}.linger"), l, e))?,
-                None => linger,
-            };
-            forwards.push(ForwardSpec {
-                direction,
-                listen,
-                target,
-                linger,
-            });
-        }
+        (flags.forward, "--forward".to_string())
+    };
+    let mut forwards = Vec::new();
+    for (i, entry) in forward_list.iter().enumerate() {
+        let origin = format!("{forward_origin}[{i}]");
+        forwards.push(match entry {
+            ForwardEntry::Spec(spec) => parse_forward_flag(spec, linger)?,
+            ForwardEntry::Table(table) => forward_table(&origin, table, linger)?,
+        });
     }
 
     // Stack ports must be unique; outbound targets need their family on the stack.
@@ -850,6 +944,8 @@ pub fn resolve(flags: Flags) -> Result<Config, ConfigError> {
         close_deadline,
         keep_alive,
         control_group,
+        max_connections,
+        backlog,
         services,
         forwards,
     })
@@ -1234,12 +1330,12 @@ pub fn parse_forward_flag(v: &str, default: LingerMode) -> Result<ForwardSpec, C
 mod tests {
     use super::*;
 
-    fn flags() -> Flags {
-        Flags {
+    fn flags() -> Settings {
+        Settings {
             tap: Some("ls0".into()),
             ipv4: Some("10.0.0.2/24".into()),
             log_level: Some("info".into()),
-            ..Flags::default()
+            ..Settings::default()
         }
     }
 
@@ -1263,21 +1359,21 @@ mod tests {
             ))
         );
         let mut f = flags();
-        f.keep_alive = Some("2h".into());
-        f.keep_alive_interval = Some("250ms".into());
+        f.keep_alive = Some(Text("2h".into()));
+        f.keep_alive_interval = Some(Text("250ms".into()));
         let k = resolve(f).unwrap().keep_alive.unwrap();
         assert_eq!(k.idle, Duration::from_secs(7200));
         assert_eq!(k.interval, Duration::from_millis(250));
         assert_eq!(k.probes, 10);
         let mut f = flags();
-        f.keep_alive = Some("off".into());
+        f.keep_alive = Some(Text("off".into()));
         assert_eq!(resolve(f).unwrap().keep_alive, None);
         let mut f = flags();
-        f.keep_alive_interval = Some("0".into());
+        f.keep_alive_interval = Some(Text("0".into()));
         let e = resolve(f).unwrap_err().0;
         assert!(e.contains("--keep-alive-interval"), "{e}");
         let mut f = flags();
-        f.keep_alive = Some("25h".into());
+        f.keep_alive = Some(Text("25h".into()));
         assert!(resolve(f).unwrap_err().0.contains("--keep-alive"));
     }
 
@@ -1302,7 +1398,7 @@ mod tests {
     #[test]
     fn bad_values_name_themselves() {
         let mut f = flags();
-        f.mtu = Some("70000".into());
+        f.mtu = Some(Text("70000".into()));
         let e = resolve(f).unwrap_err().0;
         assert!(e.contains("--mtu") && e.contains("70000"), "{e}");
         let mut f = flags();
@@ -1313,7 +1409,10 @@ mod tests {
         f.mac = Some("01:00:00:00:00:01".into());
         assert!(resolve(f).unwrap_err().0.contains("multicast"));
         let mut f = flags();
-        f.services = vec!["echo:7".into(), "discard:7".into()];
+        f.service = vec![
+            ServiceEntry::Spec("echo:7".into()),
+            ServiceEntry::Spec("discard:7".into()),
+        ];
         assert!(resolve(f).unwrap_err().0.contains("used twice"));
         let mut f = flags();
         f.gateway = vec!["10.0.1.1".into()];
@@ -1322,16 +1421,11 @@ mod tests {
 
     #[test]
     fn linger_modes_map_to_the_table() {
+        assert_eq!(LingerMode::Graceful.linger(), None);
+        assert_eq!(LingerMode::Abort.linger(), Some(Duration::ZERO));
         assert_eq!(
-            LingerMode::Graceful.close_mode(),
-            CloseMode::Graceful { deadline: None }
-        );
-        assert_eq!(LingerMode::Abort.close_mode(), CloseMode::Abort);
-        assert_eq!(
-            "linger:3".parse::<LingerMode>().unwrap().close_mode(),
-            CloseMode::Linger {
-                timeout: Duration::from_secs(3)
-            }
+            "linger:3".parse::<LingerMode>().unwrap().linger(),
+            Some(Duration::from_secs(3))
         );
         assert_eq!("linger:0".parse::<LingerMode>().unwrap(), LingerMode::Abort);
         assert!("linger:x".parse::<LingerMode>().is_err());
@@ -1366,11 +1460,11 @@ mod tests {
              [[forward]]\ndirection = \"inbound\"\nlisten = 8080\nto = \"127.0.0.1:80\"\nlinger = \"linger:2\"\n",
         )
         .unwrap();
-        let f = Flags {
+        let f = Settings {
             config: Some(path.clone()),
-            mtu: Some("1450".into()),
+            mtu: Some(Text("1450".into())),
             log_level: Some("warn".into()),
-            ..Flags::default()
+            ..Settings::default()
         };
         let c = resolve(f).unwrap();
         assert_eq!(c.tap, "ls9");
@@ -1378,22 +1472,55 @@ mod tests {
         assert_eq!(c.services[0].linger, LingerMode::Abort);
         assert_eq!(c.forwards[0].linger, LingerMode::Linger(2));
         std::fs::write(&path, "tap = \"ls9\"\nipv4 = \"10.1.0.2/24\"\nmtu = 99\n").unwrap();
-        let e = resolve(Flags {
+        let e = resolve(Settings {
             config: Some(path.clone()),
             log_level: Some("warn".into()),
-            ..Flags::default()
+            ..Settings::default()
         })
         .unwrap_err()
         .0;
         assert!(e.contains("mtu") && e.contains("99"), "{e}");
         std::fs::write(&path, "tapp = \"x\"\n").unwrap();
-        let e = resolve(Flags {
+        let e = resolve(Settings {
             config: Some(path),
-            ..Flags::default()
+            ..Settings::default()
         })
         .unwrap_err()
         .0;
         assert!(e.contains("tapp"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn limits_from_flags_and_file_and_services_as_strings() {
+        let c = resolve(flags()).unwrap();
+        assert_eq!((c.max_connections, c.backlog), (None, DEFAULT_BACKLOG));
+        let dir = std::env::temp_dir().join(format!("lsd-lim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.toml");
+        std::fs::write(
+            &path,
+            "tap = \"ls9\"\nipv4 = \"10.1.0.2/24\"\nmax_connections = 100\nbacklog = \"8\"\n\
+             gateway = \"10.1.0.1\"\nservice = [\"echo:7\", { kind = \"discard\", port = 9 }]\n",
+        )
+        .unwrap();
+        let from_file = |max: Option<&str>| Settings {
+            config: Some(path.clone()),
+            log_level: Some("warn".into()),
+            max_connections: max.map(|m| Text(m.into())),
+            ..Settings::default()
+        };
+        let c = resolve(from_file(None)).unwrap();
+        assert_eq!((c.max_connections, c.backlog), (Some(100), 8));
+        assert_eq!(c.gateway_v4, Some(Ipv4Addr::new(10, 1, 0, 1)));
+        let kinds: Vec<_> = c.services.iter().map(|s| (s.kind, s.port)).collect();
+        assert_eq!(kinds, [(ServiceKind::Echo, 7), (ServiceKind::Discard, 9)]);
+        assert_eq!(
+            resolve(from_file(Some("5"))).unwrap().max_connections,
+            Some(5)
+        );
+        let e = resolve(from_file(Some("0"))).unwrap_err().0;
+        assert!(e.contains("--max-connections"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -1408,11 +1535,11 @@ mod tests {
              keep_alive_interval = \"500ms\"\ncontrol_group = 7\n",
         )
         .unwrap();
-        let flags = |keep_alive: Option<&str>| Flags {
+        let flags = |keep_alive: Option<&str>| Settings {
             config: Some(path.clone()),
             log_level: Some("warn".into()),
-            keep_alive: keep_alive.map(String::from),
-            ..Flags::default()
+            keep_alive: keep_alive.map(|k| Text(k.into())),
+            ..Settings::default()
         };
         let c = resolve(flags(None)).unwrap();
         let k = c.keep_alive.unwrap();

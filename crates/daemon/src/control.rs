@@ -5,6 +5,7 @@
 //! with the status as one JSON document and closes. `lingerstackd status` prints it as text, or
 //! as it came with `--json`.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -199,16 +200,22 @@ pub fn status(shared: &Shared) -> Value {
         (Ok(c), Ok(s)) => (Some(c), s, None),
         (Err(e), _) | (_, Err(e)) => (None, Vec::new(), Some(e.to_string())),
     };
+    // The connections' stack sockets by their two ends (one pass, however many there are).
+    let by_ends: HashMap<(SocketAddr, SocketAddr), &SocketInfo> = sockets
+        .iter()
+        .filter(|s| !s.closing)
+        .filter_map(|s| Some(((s.local?, s.remote?), s)))
+        .collect();
     let connections: Vec<Value> = shared
         .registry
         .all()
         .iter()
         .map(|c| {
-            let info = sockets.iter().find(|s| s.id == c.id && !s.closing);
+            let info = by_ends.get(&c.stack_ends);
             json!({
                 "id": c.serial,
                 "service": c.kind,
-                "socket": c.id.0,
+                "socket": info.map(|i| i.id.0),
                 "peer": c.peer.to_string(),
                 "local": c.local.to_string(),
                 "target": c.target.map(|t| t.to_string()),

@@ -3,29 +3,27 @@
 //! [`Daemon::start`] acquires everything it needs (pcap file, engine, every listener on the
 //! stack and on the host, the control socket, the metrics endpoint) before it serves anything;
 //! if one step fails it releases what it had and reports one line, so the daemon never
-//! half-starts. [`Daemon::run`] then waits for signals and for the link to fail;
+//! half-starts. The listeners and connections run as tasks on the daemon's one tokio runtime;
+//! the main thread stays outside it: [`Daemon::run`] waits for signals and for the link to fail;
 //! [`Daemon::drain`] is the stop: no more accepting, every connection closed by its linger
 //! mode, a bounded wait, then a reset of what remains.
 
-use std::net::{Shutdown as NetShutdown, TcpListener};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::Link;
-use lingerstack_stack::{CloseMode, Stack, StackError};
-use socket2::SockRef;
+use lingerstack_stack::tokio::TcpListener;
+use lingerstack_stack::{Stack, StackError};
+use tokio::net::TcpListener as HostListener;
+use tokio::sync::{Semaphore, watch};
 
-use crate::config::{Config, Direction, ServiceKind};
+use crate::config::{Config, Direction};
 use crate::control;
 use crate::link::{LinkHealth, SharedPcap, WatchedLink};
 use crate::logging::LogFile;
-use crate::services::{
-    self, Endpoint, ListenerHandle, Registry, Shared, chargen, discard, echo, forward,
-};
+use crate::services::{self, Endpoint, Handler, Registry, Shared, forward};
 use crate::signals::Event;
 
 /// Exit status after a clean stop.
@@ -37,6 +35,10 @@ pub const EXIT_CONFIG: u8 = 2;
 /// Exit status when the link failed (the TAP device was removed).
 pub const EXIT_LINK_DOWN: u8 = 3;
 
+/// Worker threads of the runtime that carries every connection. Two keep one busy connection
+/// from delaying the rest; the count does not grow with the connections.
+const RUNTIME_THREADS: usize = 2;
+
 /// How often the main loop flushes the pcap and checks the link.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -44,6 +46,8 @@ const TICK: Duration = Duration::from_millis(100);
 pub struct Daemon {
     /// What the services share.
     pub shared: Arc<Shared>,
+    /// The runtime of every listener and connection (`None` once shut down).
+    runtime: Option<tokio::runtime::Runtime>,
     pcap: Option<Arc<SharedPcap>>,
     health: Arc<LinkHealth>,
     control_path: Option<PathBuf>,
@@ -73,7 +77,7 @@ pub fn open_tap(config: &Config) -> Result<lingerstack_tap::TapLink, String> {
 impl Daemon {
     /// Start on `link` (a TAP from [`open_tap`], or any other link). `control` false skips the
     /// control socket (the in-process demo has no use for it).
-    pub fn start<L: Link>(
+    pub fn start<L: Link + 'static>(
         config: Config,
         link: L,
         control: bool,
@@ -90,26 +94,31 @@ impl Daemon {
         let describe = link.describe();
         let mtu = link.mtu();
         let watched = WatchedLink::new(link, pcap.clone(), health.clone());
-        let stack = Stack::start(
-            config.stack_config(),
-            Box::new(watched),
-            DeviceOptions::default(),
-            None,
-        )
-        .map_err(|e| format!("starting the stack on {describe}: {e}"))?;
+        let stack = Stack::builder()
+            .config(config.stack_config())
+            .start(watched)
+            .map_err(|e| format!("starting the stack on {describe}: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RUNTIME_THREADS)
+            .thread_name("lingerstackd-rt")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting the runtime: {e}"))?;
+        let slots = config.max_connections.unwrap_or(Semaphore::MAX_PERMITS);
         let shared = Arc::new(Shared {
             stack: stack.clone(),
             config: config.clone(),
             registry: Registry::default(),
-            stopping: Default::default(),
+            stop: watch::channel(false).0,
+            slots: Arc::new(Semaphore::new(slots)),
             started: Instant::now(),
             link: describe,
             mtu,
-            listeners: Mutex::new(Vec::new()),
             endpoints: Mutex::new(Vec::new()),
         });
         let mut daemon = Daemon {
             shared,
+            runtime: Some(runtime),
             pcap,
             health,
             control_path: None,
@@ -126,62 +135,10 @@ impl Daemon {
     fn acquire(&mut self, control: bool) -> Result<(), String> {
         let shared = self.shared.clone();
         let config = &shared.config;
-        type Serve = fn(Arc<Shared>, Arc<services::Conn>);
-        let mut stack_listeners: Vec<(lingerstack_stack::SocketId, Endpoint, Serve)> = Vec::new();
-        let mut host_listeners: Vec<(Arc<TcpListener>, Endpoint)> = Vec::new();
-        let remember = |h: ListenerHandle| {
-            if let Ok(mut l) = shared.listeners.lock() {
-                l.push(h);
-            }
+        let Some(runtime) = &self.runtime else {
+            return Err("no runtime".into());
         };
-        for s in &config.services {
-            let listen = services::any_addr(s.port);
-            let id = services::stack_listener(&shared.stack, listen, config.keep_alive)
-                .map_err(|e| format!("{} service: {e}", s.kind.name()))?;
-            remember(ListenerHandle::Stack(id));
-            let serve: Serve = match s.kind {
-                ServiceKind::Echo => echo::serve,
-                ServiceKind::Discard => discard::serve,
-                ServiceKind::Chargen => chargen::serve,
-            };
-            let endpoint = Endpoint {
-                kind: s.kind.name(),
-                listen,
-                target: None,
-                linger: s.linger,
-            };
-            stack_listeners.push((id, endpoint, serve));
-        }
-        for f in &config.forwards {
-            match f.direction {
-                Direction::Inbound => {
-                    let id = services::stack_listener(&shared.stack, f.listen, config.keep_alive)
-                        .map_err(|e| format!("{}: {e}", f.name()))?;
-                    remember(ListenerHandle::Stack(id));
-                    let endpoint = Endpoint {
-                        kind: "forward-in",
-                        listen: f.listen,
-                        target: Some(f.target),
-                        linger: f.linger,
-                    };
-                    stack_listeners.push((id, endpoint, forward::serve_inbound));
-                }
-                Direction::Outbound => {
-                    let l = TcpListener::bind(f.listen).map_err(|e| {
-                        format!("{}: listening on host {}: {e}", f.name(), f.listen)
-                    })?;
-                    let l = Arc::new(l);
-                    remember(ListenerHandle::Host(l.clone()));
-                    let endpoint = Endpoint {
-                        kind: "forward-out",
-                        listen: f.listen,
-                        target: Some(f.target),
-                        linger: f.linger,
-                    };
-                    host_listeners.push((l, endpoint));
-                }
-            }
-        }
+        let (stack_listeners, host_listeners) = runtime.block_on(bind_all(&shared))?;
         let control_listener = if control {
             let l = control::bind_control(&config.control, config.control_group)?;
             self.control_path = Some(config.control.clone());
@@ -192,8 +149,7 @@ impl Daemon {
         let metrics = config.metrics.map(control::bind_metrics).transpose()?;
 
         // Everything is bound: serve.
-        let spawn_err = |e: std::io::Error| format!("starting a thread: {e}");
-        for (id, endpoint, serve) in stack_listeners {
+        for (listener, endpoint, handler) in stack_listeners {
             log::info!(
                 "{} listening on {} (linger {})",
                 endpoint.kind,
@@ -203,9 +159,14 @@ impl Daemon {
             if let Ok(mut eps) = shared.endpoints.lock() {
                 eps.push(endpoint.clone());
             }
-            services::accept_loop(shared.clone(), id, endpoint, serve).map_err(spawn_err)?;
+            runtime.spawn(services::accept_loop(
+                shared.clone(),
+                listener,
+                endpoint,
+                handler,
+            ));
         }
-        for (l, endpoint) in host_listeners {
+        for (listener, endpoint) in host_listeners {
             log::info!(
                 "forward-out listening on host {} -> {} (linger {})",
                 endpoint.listen,
@@ -215,8 +176,9 @@ impl Daemon {
             if let Ok(mut eps) = shared.endpoints.lock() {
                 eps.push(endpoint.clone());
             }
-            forward::accept_host(shared.clone(), l, endpoint).map_err(spawn_err)?;
+            runtime.spawn(forward::accept_host(shared.clone(), listener, endpoint));
         }
+        let spawn_err = |e: std::io::Error| format!("starting a thread: {e}");
         if let Some(l) = control_listener {
             log::info!("control socket {}", config.control.display());
             control::serve_control(shared.clone(), l).map_err(spawn_err)?;
@@ -229,21 +191,33 @@ impl Daemon {
             control::serve_metrics(shared.clone(), l).map_err(spawn_err)?;
         }
         log::info!(
-            "lingerstackd up on {} (mtu {}), addresses {}, mac {}",
+            "lingerstackd up on {} (mtu {}), addresses {}, mac {}, {}",
             shared.link,
             shared.mtu,
             config.addresses().join(", "),
-            control::mac_string(config.mac)
+            control::mac_string(config.mac),
+            match config.max_connections {
+                Some(n) => format!("at most {n} connections"),
+                None => "no connection limit".into(),
+            }
         );
         Ok(())
     }
 
     /// Undo a partial start: close listeners, stop the engine, remove the control socket.
     fn abandon(&mut self) {
-        self.shared.stopping.store(true, Ordering::Release);
         self.close_listeners();
         self.shared.stack.stop(Duration::ZERO);
+        self.shutdown_runtime();
         self.remove_control();
+    }
+
+    /// Stop the runtime: every task still there is dropped (its socket closes by its linger
+    /// setting in the engine, which never blocks).
+    fn shutdown_runtime(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_millis(200));
+        }
     }
 
     fn remove_control(&mut self) {
@@ -252,24 +226,10 @@ impl Daemon {
         }
     }
 
+    /// Begin the stop: the accept loops end (dropping their listeners), and every
+    /// connection's task closes its connection by its linger mode.
     fn close_listeners(&self) {
-        let listeners = self
-            .shared
-            .listeners
-            .lock()
-            .map(|mut l| std::mem::take(&mut *l))
-            .unwrap_or_default();
-        for l in listeners {
-            match l {
-                ListenerHandle::Stack(id) => {
-                    let _ = self.shared.stack.close(id, CloseMode::Abort);
-                }
-                ListenerHandle::Host(l) => {
-                    // Wakes the thread blocked in accept (Linux: accept then fails with EINVAL).
-                    let _ = SockRef::from(&*l).shutdown(NetShutdown::Read);
-                }
-            }
-        }
+        self.shared.stop.send_replace(true);
     }
 
     /// Flush the pcap file.
@@ -336,7 +296,6 @@ impl Daemon {
                     "TAP device {} failed ({why}): it was removed or went away; exiting",
                     self.shared.config.tap
                 );
-                self.shared.stopping.store(true, Ordering::Release);
                 self.close_listeners();
                 self.flush();
                 self.remove_control();
@@ -345,30 +304,21 @@ impl Daemon {
         }
     }
 
-    /// The stop: no more accepting; every connection closed by its linger mode; up to the drain
-    /// time for them to finish; then a reset of what remains and the engine stops.
+    /// The stop: no more accepting; every connection closed by its linger mode (each task
+    /// does its own `close().await`, so lingering closes wait side by side in the engine);
+    /// up to the drain time for them to finish; then a reset of what remains and the engine
+    /// stops.
     pub fn drain(&mut self) {
         let shared = self.shared.clone();
         let drain = shared.config.drain;
         let deadline = Instant::now() + drain;
-        shared.stopping.store(true, Ordering::Release);
-        self.close_listeners();
-        let conns = shared.registry.all();
         log::info!(
             "draining: {} connection(s) closing by their linger modes, up to {:.1} s",
-            conns.len(),
+            shared.registry.len(),
             drain.as_secs_f64()
         );
-        for conn in conns {
-            let s = shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("drain-{}", conn.serial))
-                .spawn(move || conn.stop(&s));
-            if let Err(e) = spawned {
-                log::error!("drain: no thread: {e}");
-            }
-        }
-        // Wait for the closes (a lingering one blocks up to its linger time).
+        self.close_listeners();
+        // Wait for the closes (a lingering one takes up to its linger time).
         while !shared.registry.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
             self.flush();
@@ -396,6 +346,7 @@ impl Daemon {
         if late > 0 {
             log::warn!("drain time over: {late} connection(s) reset");
         }
+        self.shutdown_runtime();
         self.flush();
         self.remove_control();
         match before {
@@ -408,6 +359,56 @@ impl Daemon {
             None => log::info!("stopped"),
         }
     }
+}
+
+/// A listener on the stack, what it serves, and how.
+type StackListener = (TcpListener, Endpoint, Handler);
+
+/// Bind every service's and forward's listener, on the stack and on the host. Listeners bound
+/// before a failure are dropped with it, which closes them.
+async fn bind_all(
+    shared: &Shared,
+) -> Result<(Vec<StackListener>, Vec<(HostListener, Endpoint)>), String> {
+    let config = &shared.config;
+    let mut stack_listeners = Vec::new();
+    let mut host_listeners = Vec::new();
+    for s in &config.services {
+        let listen = services::any_addr(s.port);
+        let listener = services::stack_listener(shared, listen)
+            .await
+            .map_err(|e| format!("{} service: {e}", s.kind.name()))?;
+        let endpoint = Endpoint {
+            kind: s.kind.name(),
+            listen,
+            target: None,
+            linger: s.linger,
+        };
+        let handler = Handler::Service(services::serve_of(s.kind));
+        stack_listeners.push((listener, endpoint, handler));
+    }
+    for f in &config.forwards {
+        let endpoint = |kind| Endpoint {
+            kind,
+            listen: f.listen,
+            target: Some(f.target),
+            linger: f.linger,
+        };
+        match f.direction {
+            Direction::Inbound => {
+                let listener = services::stack_listener(shared, f.listen)
+                    .await
+                    .map_err(|e| format!("{}: {e}", f.name()))?;
+                stack_listeners.push((listener, endpoint("forward-in"), Handler::ForwardIn));
+            }
+            Direction::Outbound => {
+                let l = HostListener::bind(f.listen)
+                    .await
+                    .map_err(|e| format!("{}: listening on host {}: {e}", f.name(), f.listen))?;
+                host_listeners.push((l, endpoint("forward-out")));
+            }
+        }
+    }
+    Ok((stack_listeners, host_listeners))
 }
 
 impl Drop for Daemon {

@@ -22,9 +22,9 @@ mod signals;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::config::{DEFAULT_CONTROL, Flags};
+use crate::config::{DEFAULT_CONTROL, Settings};
 use crate::daemon::{Daemon, EXIT_CONFIG, EXIT_START};
 
 /// The lingerstack daemon.
@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon on a TAP device (flags override the config file).
-    Run(Box<RunArgs>),
+    Run(Box<Settings>),
     /// Show a running daemon's interface, addresses, counters and connections.
     Status {
         /// The daemon's control socket.
@@ -58,107 +58,9 @@ enum Command {
         #[arg(long)]
         memory: bool,
     },
-}
-
-/// Flags of `lingerstackd run`. Values are taken as text and checked by the daemon itself, so
-/// that a bad value gives one line naming it.
-#[derive(Args, Debug)]
-struct RunArgs {
-    /// TOML configuration file; flags given here win over it.
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// TAP device name (created if missing, attached to if it exists).
-    #[arg(long, value_name = "NAME")]
-    tap: Option<String>,
-    /// IPv4 address of the stack, in CIDR notation (10.0.0.2/24).
-    #[arg(long, value_name = "CIDR")]
-    ipv4: Option<String>,
-    /// IPv6 address of the stack, in CIDR notation (fd00::2/64).
-    #[arg(long, value_name = "CIDR")]
-    ipv6: Option<String>,
-    /// Default gateway (once per family).
-    #[arg(long, value_name = "ADDR")]
-    gateway: Vec<String>,
-    /// MAC of the stack (default 02:00:00:00:00:02).
-    #[arg(long, value_name = "MAC")]
-    mac: Option<String>,
-    /// MTU to set on the TAP (default: keep the device's).
-    #[arg(long, value_name = "BYTES")]
-    mtu: Option<String>,
-    /// Receive buffer of each TCP socket (256k by default).
-    #[arg(long, value_name = "SIZE")]
-    rx_buffer: Option<String>,
-    /// Send buffer of each TCP socket (256k by default).
-    #[arg(long, value_name = "SIZE")]
-    tx_buffer: Option<String>,
-    /// Default linger mode: graceful, abort or linger:SECONDS.
-    #[arg(long, value_name = "MODE")]
-    linger: Option<String>,
-    /// Write every frame to this pcap file (SIGHUP reopens it).
-    #[arg(long, value_name = "FILE")]
-    pcap: Option<PathBuf>,
-    /// Log level or env_logger filter (beats RUST_LOG, which beats the file).
-    #[arg(long, value_name = "LEVEL")]
-    log_level: Option<String>,
-    /// Log to this file instead of stderr (SIGHUP reopens it).
-    #[arg(long, value_name = "FILE")]
-    log_file: Option<PathBuf>,
-    /// Control socket for `lingerstackd status`.
-    #[arg(long, value_name = "PATH")]
-    control: Option<PathBuf>,
-    /// Prometheus text endpoint on a loopback address (127.0.0.1:9102).
-    #[arg(long, value_name = "ADDR:PORT")]
-    metrics: Option<String>,
-    /// Longest wait for connections to close at a stop (10s by default).
-    #[arg(long, value_name = "DURATION")]
-    drain: Option<String>,
-    /// Deadline of a graceful background close (60s by default).
-    #[arg(long, value_name = "DURATION")]
-    close_deadline: Option<String>,
-    /// Keep-alive idle time of the daemon's connections, or `off` (10m by default).
-    #[arg(long, value_name = "DURATION")]
-    keep_alive: Option<String>,
-    /// Time between unanswered keep-alive probes (1s by default; 10 probes, then a reset).
-    #[arg(long, value_name = "DURATION")]
-    keep_alive_interval: Option<String>,
-    /// Group (name or number) allowed to use the control socket (mode 0660; else 0600).
-    #[arg(long, value_name = "GROUP")]
-    control_group: Option<String>,
-    /// A service: KIND:PORT[,LINGER], KIND one of echo, discard, chargen (repeatable).
-    #[arg(long, value_name = "SPEC")]
-    service: Vec<String>,
-    /// A forward: in:PORT=HOST:PORT or out:HOST:PORT=ADDR:PORT, optionally ,LINGER (repeatable).
-    #[arg(long, value_name = "SPEC")]
-    forward: Vec<String>,
-}
-
-impl From<RunArgs> for Flags {
-    fn from(a: RunArgs) -> Flags {
-        Flags {
-            config: a.config,
-            tap: a.tap,
-            ipv4: a.ipv4,
-            ipv6: a.ipv6,
-            gateway: a.gateway,
-            mac: a.mac,
-            mtu: a.mtu,
-            rx_buffer: a.rx_buffer,
-            tx_buffer: a.tx_buffer,
-            linger: a.linger,
-            pcap: a.pcap,
-            log_level: a.log_level,
-            log_file: a.log_file,
-            control: a.control,
-            metrics: a.metrics,
-            drain: a.drain,
-            close_deadline: a.close_deadline,
-            keep_alive: a.keep_alive,
-            keep_alive_interval: a.keep_alive_interval,
-            control_group: a.control_group,
-            services: a.service,
-            forwards: a.forward,
-        }
-    }
+    /// The demo's kernel client, run by the demo inside its namespace.
+    #[command(hide = true)]
+    DemoPeer(demo::netns::PeerArgs),
 }
 
 fn main() -> ExitCode {
@@ -183,11 +85,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::DemoPeer(args) => match demo::netns::peer(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lingerstackd demo-peer: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-fn run(args: RunArgs) -> u8 {
-    let config = match config::resolve(args.into()) {
+fn run(settings: Settings) -> u8 {
+    let config = match config::resolve(settings) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("lingerstackd: configuration error: {e}");

@@ -2,12 +2,14 @@
 //! character further along the 95 printable characters, sent until the client closes its side
 //! or resets. Whatever the client sends is thrown away.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::Poll;
 
-use lingerstack_stack::{StackError, Wait};
+use lingerstack_stack::tokio::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{CHUNK, Conn, Shared};
+use super::{CHUNK, Conn, Ending};
 
 /// Characters per line (RFC 864's suggestion), without the CR LF.
 pub const LINE: usize = 72;
@@ -27,43 +29,44 @@ pub fn pattern() -> Vec<u8> {
     out
 }
 
-/// How long one send may wait before the loop checks for the client's FIN again.
-const SEND_SLICE: Duration = Duration::from_millis(100);
+/// What happened first on a chargen connection.
+enum Event {
+    /// Bytes from the client (thrown away); 0 is its FIN.
+    Read(usize),
+    /// Bytes of the pattern sent.
+    Wrote(usize),
+}
 
-/// Serve one chargen connection.
-pub fn serve(shared: Arc<Shared>, conn: Arc<Conn>) {
-    let stack = &shared.stack;
+/// Serve one chargen connection: send the pattern while watching for the client's FIN.
+pub async fn serve(conn: &Conn, stream: &mut TcpStream) -> Ending {
     let period = pattern();
     let twice = [period.as_slice(), period.as_slice()].concat();
+    let mut input = vec![0u8; CHUNK];
     let mut offset = 0;
     loop {
-        // Input is thrown away; end of stream ends the service.
-        loop {
-            match stack.recv(conn.id, CHUNK, Wait::No) {
-                Ok(data) if data.is_empty() => {
-                    conn.finish(&shared, "client closed (FIN)");
-                    return;
-                }
-                Ok(data) => conn.count_in(data.len()),
-                Err(StackError::WouldBlock) => break,
-                Err(e) => {
-                    conn.failed(&shared, e);
-                    return;
-                }
-            }
-        }
         let chunk = &twice[offset..offset + period.len()];
-        let sent = match stack.send(conn.id, chunk, Wait::Block(Some(SEND_SLICE))) {
-            Ok(n) => n,
-            Err(f) if matches!(f.error, StackError::TimedOut | StackError::WouldBlock) => f.bytes,
-            Err(f) => {
-                conn.count_out(f.bytes);
-                conn.failed(&shared, f.error);
-                return;
+        // Reading first: the client's FIN ends the service even while the window is shut.
+        let event = poll_fn(|cx| {
+            let mut rb = ReadBuf::new(&mut input);
+            match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Ok(Event::Read(rb.filled().len()))),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
             }
-        };
-        conn.count_out(sent);
-        offset = (offset + sent) % period.len();
+            Pin::new(&mut *stream)
+                .poll_write(cx, chunk)
+                .map_ok(Event::Wrote)
+        })
+        .await;
+        match event {
+            Ok(Event::Read(0)) => return Ending::Finished("client closed (FIN)"),
+            Ok(Event::Read(n)) => conn.count_in(n),
+            Ok(Event::Wrote(n)) => {
+                conn.count_out(n);
+                offset = (offset + n) % period.len();
+            }
+            Err(e) => return Ending::Failed(e),
+        }
     }
 }
 

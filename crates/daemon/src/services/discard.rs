@@ -1,24 +1,18 @@
 //! Discard (RFC 863): every byte received is thrown away, until the client closes its side.
 
-use std::sync::Arc;
+use lingerstack_stack::tokio::TcpStream;
+use tokio::io::AsyncReadExt;
 
-use lingerstack_stack::Wait;
-
-use super::{CHUNK, Conn, Shared};
+use super::{CHUNK, Conn, Ending};
 
 /// Serve one discard connection.
-pub fn serve(shared: Arc<Shared>, conn: Arc<Conn>) {
+pub async fn serve(conn: &Conn, stream: &mut TcpStream) -> Ending {
+    let mut buf = vec![0u8; CHUNK];
     loop {
-        match shared.stack.recv(conn.id, CHUNK, Wait::Block(None)) {
-            Ok(data) if data.is_empty() => {
-                conn.finish(&shared, "client closed (FIN)");
-                return;
-            }
-            Ok(data) => conn.count_in(data.len()),
-            Err(e) => {
-                conn.failed(&shared, e);
-                return;
-            }
+        match stream.read(&mut buf).await {
+            Ok(0) => return Ending::Finished("client closed (FIN)"),
+            Ok(n) => conn.count_in(n),
+            Err(e) => return Ending::Failed(e),
         }
     }
 }

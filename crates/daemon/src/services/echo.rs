@@ -1,35 +1,31 @@
 //! Echo (RFC 862): every byte received is sent back, until the client closes its side.
 
-use std::sync::Arc;
+use lingerstack_stack::tokio::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use lingerstack_stack::Wait;
+use super::{CHUNK, Conn, Ending};
 
-use super::{CHUNK, Conn, Shared};
+/// The buffer an echo connection starts with: small, so that ten thousand idle connections
+/// cost little; it grows to [`CHUNK`] once a read fills it.
+const FIRST_BUFFER: usize = 512;
 
 /// Serve one echo connection.
-pub fn serve(shared: Arc<Shared>, conn: Arc<Conn>) {
-    let stack = &shared.stack;
+pub async fn serve(conn: &Conn, stream: &mut TcpStream) -> Ending {
+    let mut buf = vec![0u8; FIRST_BUFFER];
     loop {
-        match stack.recv(conn.id, CHUNK, Wait::Block(None)) {
-            Ok(data) if data.is_empty() => {
-                conn.finish(&shared, "client closed (FIN), every byte echoed");
-                return;
-            }
-            Ok(data) => {
-                conn.count_in(data.len());
-                match stack.send(conn.id, &data, Wait::Block(None)) {
-                    Ok(n) => conn.count_out(n),
-                    Err(f) => {
-                        conn.count_out(f.bytes);
-                        conn.failed(&shared, f.error);
-                        return;
-                    }
+        match stream.read(&mut buf).await {
+            Ok(0) => return Ending::Finished("client closed (FIN), every byte echoed"),
+            Ok(n) => {
+                conn.count_in(n);
+                if let Err(e) = stream.write_all(&buf[..n]).await {
+                    return Ending::Failed(e);
+                }
+                conn.count_out(n);
+                if n == buf.len() && buf.len() < CHUNK {
+                    buf.resize(CHUNK, 0);
                 }
             }
-            Err(e) => {
-                conn.failed(&shared, e);
-                return;
-            }
+            Err(e) => return Ending::Failed(e),
         }
     }
 }

@@ -6,168 +6,197 @@
 //! - outbound: a listener on a host address; each connection is forwarded to an address on the
 //!   TAP network through the stack.
 //!
-//! Each forwarded connection runs two pumps, one per direction. End of stream on one side
-//! becomes a FIN on the other after every byte before it has been written (`shutdown(SHUT_WR)`
-//! on the host socket, `Shutdown::Write` on the stack socket: both send their FIN only after
-//! queued data). When both directions have ended, the stack socket is closed gracefully (or by a
-//! lingering close when the forward's mode is `linger:N`), so no byte is lost. A reset on one
-//! side becomes a reset on the other: an abortive close on the stack, `SO_LINGER {1, 0}` and
-//! close on the host socket.
+//! A forwarded connection is one task copying both directions at once. End of stream on one
+//! side becomes a FIN on the other after every byte before it has been written (a write
+//! shutdown on either socket sends its FIN only after queued data). When both directions have
+//! ended, the stack socket is closed gracefully (or by a lingering close when the forward's
+//! mode is `linger:N`), so no byte is lost. A reset or error on one side becomes a reset on the
+//! other: an abortive close on the stack, `SO_LINGER {1, 0}` then close on the host socket.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use lingerstack_stack::{CloseMode, Shutdown, StackError, Wait};
+use lingerstack_stack::tokio::{OwnedReadHalf, OwnedWriteHalf, TcpStream};
 use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener as HostListener;
+use tokio::net::TcpStream as HostStream;
 
-use super::{CHUNK, Conn, Endpoint, Shared};
+use super::{CHUNK, Conn, Endpoint, Shared, describe_failure};
 use crate::config::LingerMode;
 
 /// How long connecting to the target may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Inbound: serve one connection accepted on the stack, forwarding it to the endpoint's target.
-pub fn serve_inbound(shared: Arc<Shared>, conn: Arc<Conn>) {
+pub async fn serve_inbound(shared: &Shared, conn: &Conn, stream: TcpStream) {
     let Some(target) = conn.target else {
-        conn.failed(&shared, StackError::InvalidState);
-        return;
+        return conn
+            .close(shared, stream, LingerMode::Abort, "no target")
+            .await;
     };
-    let host = match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
-        Ok(h) => h,
-        Err(e) => {
-            // The client cannot be told why; a reset is what a refused connect looks like.
-            if conn.take() {
-                conn.close_taken(
-                    &shared,
-                    CloseMode::Abort,
-                    &format!("connecting to {target} failed ({e}); resetting the client"),
-                );
-            }
-            return;
+    let connect = tokio::time::timeout(CONNECT_TIMEOUT, HostStream::connect(target));
+    let host = tokio::select! {
+        r = connect => r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+        () = shared.stopped() => {
+            return conn.close(shared, stream, conn.linger, "daemon stopping").await;
         }
     };
-    let _ = host.set_nodelay(true);
-    log::debug!("{}: connected to {target}", conn.label());
-    pump(shared, conn, Arc::new(host));
+    match host {
+        Ok(host) => {
+            log::debug!("{}: connected to {target}", conn.label());
+            pump(shared, conn, stream, host).await
+        }
+        Err(e) => {
+            // The client cannot be told why; a reset is what a refused connect looks like.
+            let why = format!("connecting to {target} failed ({e}); resetting the client");
+            conn.close(shared, stream, LingerMode::Abort, &why).await
+        }
+    }
 }
 
 /// Outbound: accept on a host listener until the daemon stops; each connection is forwarded
-/// through the stack to the endpoint's target.
-pub fn accept_host(
-    shared: Arc<Shared>,
-    listener: Arc<TcpListener>,
-    endpoint: Endpoint,
-) -> io::Result<()> {
-    let name = format!("accept-out-{}", endpoint.listen.port());
-    std::thread::Builder::new().name(name).spawn(move || {
-        loop {
-            let (host, peer) = match listener.accept() {
+/// through the stack to the endpoint's target, as a task of its own.
+pub async fn accept_host(shared: Arc<Shared>, listener: HostListener, endpoint: Endpoint) {
+    loop {
+        let permit = tokio::select! {
+            p = shared.slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = shared.stopped() => break,
+        };
+        let (host, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    if shared.is_stopping() {
-                        break;
-                    }
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
                     log::warn!("accept on host {}: {e}", endpoint.listen);
-                    std::thread::sleep(Duration::from_millis(50));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
-            };
-            if shared.is_stopping() {
-                reset_host(&host);
-                break;
-            }
-            let worker = shared.clone();
-            let ep = endpoint.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("out-{peer}"))
-                .spawn(move || connect_outbound(worker, host, peer, ep));
-            if let Err(e) = spawned {
-                log::error!("forward-out {peer}: no thread for it: {e}");
-            }
-        }
-        log::debug!("forward-out on {}: no longer accepting", endpoint.listen);
-    })?;
-    Ok(())
+            },
+            () = shared.stopped() => break,
+        };
+        let (shared, endpoint) = (shared.clone(), endpoint.clone());
+        tokio::spawn(async move {
+            connect_outbound(&shared, host, peer, &endpoint).await;
+            drop(permit);
+        });
+    }
+    log::debug!("forward-out on {}: no longer accepting", endpoint.listen);
 }
 
-fn connect_outbound(shared: Arc<Shared>, host: TcpStream, peer: SocketAddr, ep: Endpoint) {
+async fn connect_outbound(shared: &Shared, host: HostStream, peer: SocketAddr, ep: &Endpoint) {
     let Some(target) = ep.target else { return };
-    let stack = &shared.stack;
-    let id = match stack.open() {
-        Ok(id) => id,
+    let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&shared.stack, target));
+    let stream = tokio::select! {
+        r = connect => r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+        () = shared.stopped() => return reset_host(host),
+    };
+    let stream = match stream {
+        Ok(s) => s,
         Err(e) => {
-            log::warn!("forward-out {peer} -> {target}: no socket on the stack: {e}; resetting");
-            reset_host(&host);
-            return;
+            log::info!(
+                "forward-out {peer} -> {target}: connect failed: {e}; resetting the host client"
+            );
+            return reset_host(host);
         }
     };
-    if let Err(e) = stack
-        .set_keep_alive(id, shared.config.keep_alive)
-        .and_then(|()| stack.connect(id, target, Wait::Block(Some(CONNECT_TIMEOUT))))
+    let local = stream.local_addr().unwrap_or(ep.listen);
+    if let Err(e) =
+        super::set_keep_alive(&shared.stack, local, Some(target), shared.config.keep_alive)
     {
-        log::info!(
-            "forward-out {peer} -> {target}: connect failed: {e}; resetting the host client"
-        );
-        let _ = stack.close(id, CloseMode::Abort);
-        reset_host(&host);
-        return;
+        log::warn!("forward-out {peer} -> {target}: setting keep-alive: {e}");
     }
-    let local = stack
-        .info(id)
-        .ok()
-        .and_then(|i| i.local)
-        .unwrap_or(ep.listen);
-    let conn = shared.registry.add(Conn::new(
-        "forward-out",
-        id,
-        peer,
-        ep.listen,
-        Some(target),
-        ep.linger,
-    ));
+    let mut record = Conn::accepted(ep, peer, ep.listen);
+    record.stack_ends = (local, target);
+    let conn = shared.registry.add(record);
     log::info!(
         "{}: open {peer} -> {} -> {local} -> {target} (linger {})",
         conn.label(),
         ep.listen,
         conn.linger
     );
-    if shared.is_stopping() {
-        conn.stop(&shared);
-        return;
-    }
-    let _ = host.set_nodelay(true);
-    pump(shared, conn, Arc::new(host));
+    pump(shared, &conn, stream, host).await;
 }
 
-/// Direction states for the two pumps.
-const OPEN: u8 = 0;
-const DONE: u8 = 1;
+/// How the two directions of a forward ended.
+enum PumpEnd {
+    /// End of stream both ways, each FIN passed on.
+    BothFin,
+    /// One side failed or reset: reset both (the reason, for the log).
+    Reset(String),
+    /// The daemon is stopping.
+    Stop,
+}
 
-/// Run both directions of a forwarded connection; returns when both have ended.
-fn pump(shared: Arc<Shared>, conn: Arc<Conn>, host: Arc<TcpStream>) {
-    let _ = conn.host.set(host.clone());
-    if shared.is_stopping() {
-        conn.stop(&shared);
-        return;
+/// Copy both directions until both have ended, one fails, or the daemon stops; then close
+/// both sides accordingly.
+async fn pump(shared: &Shared, conn: &Conn, stream: TcpStream, host: HostStream) {
+    let _ = host.set_nodelay(true);
+    let _ = stream.set_nodelay(true);
+    let (mut srd, mut swr) = stream.into_split();
+    let (mut hrd, mut hwr) = host.into_split();
+    let end = {
+        let to_host = stack_to_host(conn, &mut srd, &mut hwr);
+        let to_stack = host_to_stack(conn, &mut hrd, &mut swr);
+        tokio::pin!(to_host, to_stack);
+        let (mut host_done, mut stack_done) = (false, false);
+        loop {
+            tokio::select! {
+                r = &mut to_host, if !host_done => match r {
+                    Ok(()) => host_done = true,
+                    Err(why) => break PumpEnd::Reset(why),
+                },
+                r = &mut to_stack, if !stack_done => match r {
+                    Ok(()) => stack_done = true,
+                    Err(why) => break PumpEnd::Reset(why),
+                },
+                () = shared.stopped() => break PumpEnd::Stop,
+            }
+            if host_done && stack_done {
+                break PumpEnd::BothFin;
+            }
+        }
+    };
+    let (stream, host) = match (srd.reunite(swr), hrd.reunite(hwr)) {
+        (Ok(s), Ok(h)) => (s, h),
+        _ => {
+            // Not reached: each pair is the halves of one socket. Dropping them closes both.
+            log::error!("{}: halves did not reunite", conn.label());
+            shared.registry.remove(conn.serial);
+            return;
+        }
+    };
+    match end {
+        PumpEnd::BothFin => {
+            // Both FINs are through; ours towards the stack side is already queued. Close
+            // gracefully, or linger up to N s when the forward asks for it; never reset here.
+            let mode = match conn.linger {
+                LingerMode::Linger(_) => conn.linger,
+                _ => LingerMode::Graceful,
+            };
+            drop(host);
+            conn.close(shared, stream, mode, "both sides closed (FIN each way)")
+                .await
+        }
+        PumpEnd::Reset(why) => {
+            reset_host(host);
+            conn.close(shared, stream, LingerMode::Abort, &why).await
+        }
+        PumpEnd::Stop => {
+            // The host side follows the forward's mode: a reset, or a FIN.
+            if conn.linger == LingerMode::Abort {
+                reset_host(host);
+            } else {
+                let _ = SockRef::from(&host).shutdown(std::net::Shutdown::Both);
+            }
+            conn.close(shared, stream, conn.linger, "daemon stopping")
+                .await
+        }
     }
-    // Counts directions that ended with end of stream; the second one closes the connection.
-    let ended = Arc::new(AtomicU8::new(OPEN));
-    let (s2, c2, h2, e2) = (shared.clone(), conn.clone(), host.clone(), ended.clone());
-    let other = std::thread::Builder::new()
-        .name(format!("fwd-{}-s2h", conn.serial))
-        .spawn(move || stack_to_host(&s2, &c2, &h2, &e2));
-    if let Err(e) = other {
-        log::error!("{}: no thread for it: {e}", conn.label());
-        reset_both(&shared, &conn, &host, "no thread");
-        return;
-    }
-    host_to_stack(&shared, &conn, &host, &ended);
 }
 
 /// The host-side name of the far end, for logs.
@@ -186,162 +215,67 @@ fn near(conn: &Conn) -> String {
     }
 }
 
-/// One direction reached end of stream; the second to do so closes the connection.
-fn direction_done(shared: &Shared, conn: &Conn, ended: &AtomicU8) {
-    if ended.fetch_add(DONE, Ordering::AcqRel) == DONE && conn.take() {
-        // Both FINs are through; our FIN towards the stack side is already queued. Close
-        // gracefully, or linger up to N s when the forward asks for it; never reset here.
-        let mode = match conn.linger {
-            LingerMode::Linger(_) => conn.linger.close_mode(),
-            _ => CloseMode::Graceful { deadline: None },
-        };
-        conn.close_taken(shared, mode, "both sides closed (FIN each way)");
-    }
+/// Reset a host connection: SO_LINGER {1, 0}, so that closing the descriptor sends a RST.
+fn reset_host(host: HostStream) {
+    let _ = SockRef::from(&host).set_linger(Some(Duration::ZERO));
 }
 
-/// Reset both sides (once): RST on the stack socket, RST on the host socket.
-fn reset_both(shared: &Shared, conn: &Conn, host: &TcpStream, why: &str) {
-    if conn.take() {
-        close_host(host, true);
-        conn.close_taken(shared, CloseMode::Abort, why);
-    }
-}
-
-/// Close the host side of a forward: with `reset`, SO_LINGER {1,0} so that the last close of
-/// the descriptor sends a RST; otherwise a FIN after queued data. Either way the read side is
-/// shut so the host pump wakes up and leaves.
-pub fn close_host(host: &TcpStream, reset: bool) {
-    if reset {
-        let _ = SockRef::from(host).set_linger(Some(Duration::ZERO));
-        let _ = host.shutdown(NetShutdown::Read);
+/// Why reading from one side failed, in the log's words.
+fn read_failure(e: &io::Error, from: String, to: String) -> String {
+    if e.kind() == io::ErrorKind::ConnectionReset {
+        format!("RST from {from} -> RST to {to}")
     } else {
-        let _ = host.shutdown(NetShutdown::Both);
+        format!("{} on {from}'s side -> RST to {to}", describe_failure(e))
     }
 }
 
-/// Reset a host connection that has no stack side yet.
-fn reset_host(host: &TcpStream) {
-    let _ = SockRef::from(host).set_linger(Some(Duration::ZERO));
-}
-
-fn stack_to_host(shared: &Shared, conn: &Conn, host: &TcpStream, ended: &AtomicU8) {
-    let mut writer = host;
-    loop {
-        match shared.stack.recv(conn.id, CHUNK, Wait::Block(None)) {
-            Ok(data) if data.is_empty() => {
-                if conn.is_taken() {
-                    return;
-                }
-                // Every byte before the FIN has been written: pass the FIN on.
-                let _ = host.shutdown(NetShutdown::Write);
-                log::debug!(
-                    "{}: FIN from {} -> FIN to {}",
-                    conn.label(),
-                    near(conn),
-                    far(conn)
-                );
-                direction_done(shared, conn, ended);
-                return;
-            }
-            Ok(data) => {
-                conn.count_in(data.len());
-                if let Err(e) = writer.write_all(&data) {
-                    if !conn.is_taken() {
-                        reset_both(
-                            shared,
-                            conn,
-                            host,
-                            &format!(
-                                "writing to {} failed ({e}) -> RST to {}",
-                                far(conn),
-                                near(conn)
-                            ),
-                        );
-                    }
-                    return;
-                }
-            }
-            Err(StackError::Interrupted | StackError::NotSocket) => return,
-            Err(e) => {
-                if !conn.is_taken() {
-                    let why = match e {
-                        StackError::ConnReset => {
-                            format!("RST from {} -> RST to {}", near(conn), far(conn))
-                        }
-                        other => format!("{other} on the stack side -> RST to {}", far(conn)),
-                    };
-                    reset_both(shared, conn, host, &why);
-                }
-                return;
-            }
-        }
-    }
-}
-
-fn host_to_stack(shared: &Shared, conn: &Conn, host: &TcpStream, ended: &AtomicU8) {
-    let mut reader = host;
+/// Copy `from` to `to` until end of stream, then pass the FIN on. `Err` carries the reason
+/// for resetting both sides.
+async fn copy_until_fin(
+    from: &mut (impl AsyncRead + Unpin),
+    to: &mut (impl AsyncWrite + Unpin),
+    count: impl Fn(usize),
+    names: (String, String),
+) -> Result<(), String> {
+    let (source, sink) = names;
     let mut buf = vec![0u8; CHUNK];
     loop {
-        match reader.read(&mut buf) {
+        match from.read(&mut buf).await {
             Ok(0) => {
-                if conn.is_taken() {
-                    return;
-                }
-                // FIN from the host side: ours goes out after every queued byte.
-                match shared.stack.shutdown(conn.id, Shutdown::Write) {
-                    Ok(()) => {
-                        log::debug!(
-                            "{}: FIN from {} -> FIN to {}",
-                            conn.label(),
-                            far(conn),
-                            near(conn)
-                        );
-                        direction_done(shared, conn, ended);
-                    }
-                    Err(StackError::NotSocket) => {}
-                    Err(e) => reset_both(
-                        shared,
-                        conn,
-                        host,
-                        &format!("passing the FIN on failed: {e}"),
-                    ),
-                }
-                return;
+                // Every byte before the FIN has been written: pass the FIN on.
+                to.shutdown()
+                    .await
+                    .map_err(|e| format!("passing the FIN on to {sink} failed: {e}"))?;
+                log::debug!("FIN from {source} -> FIN to {sink}");
+                return Ok(());
             }
-            Ok(n) => match shared.stack.send(conn.id, &buf[..n], Wait::Block(None)) {
-                Ok(sent) => conn.count_out(sent),
-                Err(f) => {
-                    conn.count_out(f.bytes);
-                    if !conn.is_taken()
-                        && !matches!(f.error, StackError::Interrupted | StackError::NotSocket)
-                    {
-                        let why = match f.error {
-                            StackError::ConnReset => {
-                                format!("RST from {} -> RST to {}", near(conn), far(conn))
-                            }
-                            other => format!("{other} on the stack side -> RST to {}", far(conn)),
-                        };
-                        reset_both(shared, conn, host, &why);
-                    }
-                    return;
-                }
-            },
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                if !conn.is_taken() {
-                    let why = if e.kind() == io::ErrorKind::ConnectionReset {
-                        format!("RST from {} -> RST to {}", far(conn), near(conn))
+            Ok(n) => {
+                to.write_all(&buf[..n]).await.map_err(|e| {
+                    if e.kind() == io::ErrorKind::ConnectionReset {
+                        format!("RST from {sink} -> RST to {source}")
                     } else {
-                        format!(
-                            "reading from {} failed ({e}) -> RST to {}",
-                            far(conn),
-                            near(conn)
-                        )
-                    };
-                    reset_both(shared, conn, host, &why);
-                }
-                return;
+                        format!("writing to {sink} failed ({e}) -> RST to {source}")
+                    }
+                })?;
+                count(n);
             }
+            Err(e) => return Err(read_failure(&e, source, sink)),
         }
     }
+}
+
+async fn stack_to_host(
+    conn: &Conn,
+    from: &mut OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+) -> Result<(), String> {
+    copy_until_fin(from, to, |n| conn.count_in(n), (near(conn), far(conn))).await
+}
+
+async fn host_to_stack(
+    conn: &Conn,
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut OwnedWriteHalf,
+) -> Result<(), String> {
+    copy_until_fin(from, to, |n| conn.count_out(n), (far(conn), near(conn))).await
 }

@@ -1,10 +1,12 @@
 //! The services the daemon runs on the stack, and the bookkeeping they share: the connection
-//! registry (for status, logs and the drain at a stop) and the accept loop of a stack listener.
+//! registry (for status, logs and the drain at a stop) and the accept loop of a listener.
 //!
-//! Every connection has one owner of its close: whoever first calls [`Conn::take`] (the
-//! service's thread at end of stream or on an error, or the drain at a stop) closes it, by the
-//! service's linger mode or by a reset, and logs how; a thread whose blocking call is then
-//! interrupted sees the connection taken and leaves quietly.
+//! Every connection is a task on the daemon's one tokio runtime, never a thread: the engine
+//! wakes a task when its socket is ready, so an idle connection costs its task and its
+//! socket, nothing more. The task owns its [`TcpStream`] and therefore its close: the service
+//! returns how the connection ended, and [`run_conn`] closes it by the service's linger mode
+//! (or by a reset after an error) with `close().await`, logs how it went, and leaves the
+//! registry. A stop is a message every task watches; a task that sees it closes the same way.
 
 pub mod chargen;
 pub mod discard;
@@ -12,21 +14,22 @@ pub mod echo;
 pub mod forward;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use lingerstack_stack::{
-    CloseMode, CloseOutcome, CloseReason, KeepAlive, SocketId, Stack, StackError, Wait,
-};
+use lingerstack_stack::tokio::{TcpListener, TcpStream};
+use lingerstack_stack::{CloseOutcome, CloseReason, KeepAlive, Stack, StackError};
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::{Config, LingerMode};
 
-/// Pending connections a stack listener holds (each is a smoltcp socket).
-pub const BACKLOG: usize = 16;
-/// Largest read or write the services do at once.
-pub const CHUNK: usize = 64 * 1024;
+/// Largest read or write a service does at once.
+pub const CHUNK: usize = 16 * 1024;
 
 /// State shared by every part of the running daemon.
 pub struct Shared {
@@ -36,16 +39,17 @@ pub struct Shared {
     pub config: Config,
     /// Live connections.
     pub registry: Registry,
-    /// Set at a stop: no new connections are taken.
-    pub stopping: AtomicBool,
+    /// `true` once a stop began; every task watches it.
+    pub stop: watch::Sender<bool>,
+    /// One permit per connection the daemon may hold (`max_connections`); an accept loop
+    /// takes a permit before it accepts, so at the limit it stops accepting.
+    pub slots: Arc<Semaphore>,
     /// When the daemon started.
     pub started: Instant,
     /// The link, as the engine describes it ("tap ls0").
     pub link: String,
     /// The link's MTU.
     pub mtu: usize,
-    /// Listeners, closed at a stop.
-    pub listeners: Mutex<Vec<ListenerHandle>>,
     /// The services and forwards, as shown by status.
     pub endpoints: Mutex<Vec<Endpoint>>,
 }
@@ -53,16 +57,14 @@ pub struct Shared {
 impl Shared {
     /// True once a stop began.
     pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+        *self.stop.borrow()
     }
-}
 
-/// A listener the daemon owns.
-pub enum ListenerHandle {
-    /// A listening socket on the stack.
-    Stack(SocketId),
-    /// A listening socket on the host (outbound forwards).
-    Host(Arc<TcpListener>),
+    /// Resolves when a stop begins (at once if it already has).
+    pub async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
 }
 
 /// A service or forward as status shows it.
@@ -122,19 +124,19 @@ impl Registry {
     }
 }
 
-/// One connection the daemon owns.
+/// One connection the daemon owns (what status and the logs show of it).
 pub struct Conn {
     /// Serial number (status, logs).
     pub serial: u64,
     /// The service's kind ("echo", "forward-in", ...).
     pub kind: &'static str,
-    /// The socket on the stack.
-    pub id: SocketId,
     /// The side that opened the connection (a client on the TAP network, or on the host for
     /// outbound forwards).
     pub peer: SocketAddr,
     /// The address it connected to.
     pub local: SocketAddr,
+    /// The stack socket's two ends (local, remote), to find it among the stack's sockets.
+    pub stack_ends: (SocketAddr, SocketAddr),
     /// Where a forward connects.
     pub target: Option<SocketAddr>,
     /// How it is closed.
@@ -145,50 +147,28 @@ pub struct Conn {
     pub bytes_in: AtomicU64,
     /// Bytes sent to the peer.
     pub bytes_out: AtomicU64,
-    /// A forward's host-side socket.
-    pub host: OnceLock<Arc<TcpStream>>,
-    taken: AtomicBool,
 }
 
 impl Conn {
-    /// A new connection record (the registry numbers it).
-    pub fn new(
-        kind: &'static str,
-        id: SocketId,
-        peer: SocketAddr,
-        local: SocketAddr,
-        target: Option<SocketAddr>,
-        linger: LingerMode,
-    ) -> Conn {
+    /// A connection accepted on the stack from `peer` at `local` (the registry numbers it).
+    pub fn accepted(endpoint: &Endpoint, peer: SocketAddr, local: SocketAddr) -> Conn {
         Conn {
             serial: 0,
-            kind,
-            id,
+            kind: endpoint.kind,
             peer,
             local,
-            target,
-            linger,
+            stack_ends: (local, peer),
+            target: endpoint.target,
+            linger: endpoint.linger,
             opened: Instant::now(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
-            host: OnceLock::new(),
-            taken: AtomicBool::new(false),
         }
     }
 
-    /// A short label for logs: `#3 echo 10.0.0.1:40000`.
+    /// A short label for logs: `conn #3 echo 10.0.0.1:40000`.
     pub fn label(&self) -> String {
         format!("conn #{} {} {}", self.serial, self.kind, self.peer)
-    }
-
-    /// Claim the close: true for the first caller only.
-    pub fn take(&self) -> bool {
-        !self.taken.swap(true, Ordering::AcqRel)
-    }
-
-    /// True once someone claimed the close.
-    pub fn is_taken(&self) -> bool {
-        self.taken.load(Ordering::Acquire)
     }
 
     /// Add to the inbound byte count.
@@ -201,10 +181,11 @@ impl Conn {
         self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Close the stack socket with `mode` (the caller has [`take`](Self::take)n the close),
-    /// log how it went and why, and drop the connection from the registry.
-    pub fn close_taken(&self, shared: &Shared, mode: CloseMode, why: &str) -> Option<CloseOutcome> {
-        let outcome = shared.stack.close(self.id, mode);
+    /// Close `stream` with `linger` and log how it went and why; the connection leaves the
+    /// registry. With `Some(d)` this waits in the engine (other tasks run meanwhile).
+    pub async fn close(&self, shared: &Shared, stream: TcpStream, linger: LingerMode, why: &str) {
+        let _ = stream.set_linger(linger.linger());
+        let outcome = stream.close().await;
         log::info!(
             "{}: {why}; closed: {} ({} bytes in, {} out, {:.1} s)",
             self.label(),
@@ -214,47 +195,32 @@ impl Conn {
             self.opened.elapsed().as_secs_f64()
         );
         shared.registry.remove(self.serial);
-        outcome.ok()
     }
+}
 
-    /// The peer closed its side (FIN) and everything was handled: close by the linger mode.
-    pub fn finish(&self, shared: &Shared, why: &str) {
-        if self.take() {
-            self.close_taken(shared, self.linger.close_mode(), why);
-        }
-    }
+/// How a service's connection ended, which decides its close.
+pub enum Ending {
+    /// The client closed its side and the service is done: close by the linger mode.
+    Finished(&'static str),
+    /// A read or write failed: reset (the connection is usually gone already).
+    Failed(io::Error),
+}
 
-    /// A call on the socket failed with `e`: log it and free the socket. Quiet when someone
-    /// else already closed the connection (the failure is then that close interrupting us).
-    pub fn failed(&self, shared: &Shared, e: StackError) {
-        if !self.take() {
-            return;
+/// Why a failed connection failed, in words for the log.
+pub fn describe_failure(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset => "reset by the peer (RST)".into(),
+        // Keep-alive's verdict reaches a Rust socket as TimedOut.
+        io::ErrorKind::TimedOut => {
+            "the peer vanished (no answer to keep-alive or retransmissions)".into()
         }
-        let why = match e {
-            StackError::ConnReset => "reset by the peer (RST)".to_string(),
-            StackError::NetReset | StackError::TimedOut => {
-                "the peer vanished (no answer to keep-alive or retransmissions)".to_string()
-            }
-            StackError::NetworkDown => "network down".to_string(),
-            other => format!("failed: {other}"),
-        };
-        self.close_taken(shared, CloseMode::Abort, &why);
-    }
-
-    /// Close at a stop, by the linger mode (a forward's host side follows the same mode).
-    pub fn stop(&self, shared: &Shared) {
-        if !self.take() {
-            return;
-        }
-        if let Some(host) = self.host.get() {
-            forward::close_host(host, self.linger == LingerMode::Abort);
-        }
-        self.close_taken(shared, self.linger.close_mode(), "daemon stopping");
+        io::ErrorKind::NetworkDown => "network down".into(),
+        _ => format!("failed: {e}"),
     }
 }
 
 /// How a close went, in words for the log: FIN or RST, and why.
-pub fn describe_close(outcome: &Result<CloseOutcome, StackError>) -> String {
+pub fn describe_close(outcome: &io::Result<CloseOutcome>) -> String {
     match outcome {
         Ok(CloseOutcome::Nothing) => "nothing left to send".into(),
         Ok(CloseOutcome::Background) => "FIN (graceful, finishing in the background)".into(),
@@ -280,23 +246,35 @@ pub fn describe_reason(reason: CloseReason) -> &'static str {
     }
 }
 
-/// Open a listener on the stack at `addr` (port on every address when it is unspecified);
-/// the connections it accepts inherit `keep_alive`.
-pub fn stack_listener(
+/// Give the stack socket whose ends are `local` and `remote` (a listener: `remote` None) the
+/// daemon's keep-alive. The Rust sockets do not expose their engine socket, so it is found
+/// among the stack's sockets; an accepted connection inherits its listener's setting, so
+/// this runs once per listener and once per outbound connection.
+pub fn set_keep_alive(
     stack: &Stack,
-    addr: SocketAddr,
+    local: SocketAddr,
+    remote: Option<SocketAddr>,
     keep_alive: Option<KeepAlive>,
-) -> Result<SocketId, String> {
-    let id = stack.open().map_err(|e| format!("opening a socket: {e}"))?;
-    let result = stack
-        .set_keep_alive(id, keep_alive)
-        .and_then(|()| stack.bind(id, addr))
-        .and_then(|()| stack.listen(id, BACKLOG));
-    if let Err(e) = result {
-        let _ = stack.close(id, CloseMode::Abort);
-        return Err(format!("listening on {addr} on the stack: {e}"));
-    }
-    Ok(id)
+) -> Result<(), StackError> {
+    let sockets = stack.sockets()?;
+    let found = sockets
+        .iter()
+        .find(|s| !s.closing && s.local == Some(local) && s.remote == remote)
+        .ok_or(StackError::NotSocket)?;
+    stack.set_keep_alive(found.id, keep_alive)
+}
+
+/// Listen on the stack at `addr` (the port on every address when it is unspecified); the
+/// connections it accepts inherit the daemon's keep-alive.
+pub async fn stack_listener(shared: &Shared, addr: SocketAddr) -> Result<TcpListener, String> {
+    let failed = |e: &dyn std::fmt::Display| format!("listening on {addr} on the stack: {e}");
+    let listener = TcpListener::bind(&shared.stack, addr)
+        .await
+        .map_err(|e| failed(&e))?;
+    let local = listener.local_addr().map_err(|e| failed(&e))?;
+    set_keep_alive(&shared.stack, local, None, shared.config.keep_alive)
+        .map_err(|e| failed(&format!("setting keep-alive: {e}")))?;
+    Ok(listener)
 }
 
 /// The address a service listens on: the port on every stack address.
@@ -304,75 +282,134 @@ pub fn any_addr(port: u16) -> SocketAddr {
     SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)
 }
 
-/// Accept connections on stack listener `lid` until the daemon stops; each runs `serve` on a
-/// thread of its own.
-pub fn accept_loop(
+/// A service's body: it reads and writes `stream` until the client is done or an error.
+pub type Serve =
+    for<'a> fn(&'a Conn, &'a mut TcpStream) -> Pin<Box<dyn Future<Output = Ending> + Send + 'a>>;
+
+/// What a listener does with each connection it accepts.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// A built-in service, closed by [`run_conn`].
+    Service(Serve),
+    /// An inbound forward to the endpoint's target.
+    ForwardIn,
+}
+
+/// Accept on `listener` until the daemon stops; each connection becomes a task. A permit of
+/// `shared.slots` is taken before each accept: at `max_connections` the loop waits, the
+/// listener's small queue fills, and further SYNs go unanswered until a connection ends.
+pub async fn accept_loop(
     shared: Arc<Shared>,
-    lid: SocketId,
+    listener: TcpListener,
     endpoint: Endpoint,
-    serve: fn(Arc<Shared>, Arc<Conn>),
-) -> std::io::Result<()> {
-    let name = format!("accept-{}-{}", endpoint.kind, endpoint.listen.port());
-    std::thread::Builder::new().name(name).spawn(move || {
-        loop {
-            match shared.stack.accept(lid, Wait::Block(None)) {
-                Ok((id, peer)) => {
-                    if shared.is_stopping() {
-                        let _ = shared.stack.close(id, CloseMode::Abort);
-                        break;
-                    }
-                    let local = shared
-                        .stack
-                        .info(id)
-                        .ok()
-                        .and_then(|i| i.local)
-                        .unwrap_or(endpoint.listen);
-                    let conn = shared.registry.add(Conn::new(
-                        endpoint.kind,
-                        id,
-                        peer,
-                        local,
-                        endpoint.target,
-                        endpoint.linger,
-                    ));
-                    log::info!(
-                        "{}: open {peer} -> {local}{} (linger {})",
-                        conn.label(),
-                        endpoint
-                            .target
-                            .map(|t| format!(" -> {t}"))
-                            .unwrap_or_default(),
-                        conn.linger
-                    );
-                    let worker = shared.clone();
-                    let c = conn.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("conn-{}", conn.serial))
-                        .spawn(move || serve(worker, c));
-                    if let Err(e) = spawned {
-                        log::error!("{}: no thread for it: {e}", conn.label());
-                        conn.failed(&shared, StackError::NoBuffers);
-                    }
+    handler: Handler,
+) {
+    loop {
+        let permit = match shared.slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Once per time the limit is reached, not per refused client.
+                log::warn!(
+                    "{} on {}: at the connection limit ({}); not accepting until one ends",
+                    endpoint.kind,
+                    endpoint.listen,
+                    shared.config.max_connections.unwrap_or_default()
+                );
+                tokio::select! {
+                    p = shared.slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    () = shared.stopped() => break,
                 }
-                Err(StackError::Interrupted | StackError::NotSocket) => break,
-                Err(StackError::NetworkDown) => {
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::NetworkDown => {
                     log::debug!("{}: network down, accept loop ends", endpoint.kind);
                     break;
                 }
                 Err(e) => {
-                    if shared.is_stopping() {
-                        break;
-                    }
                     log::warn!("accept on {}: {e}", endpoint.listen);
-                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
-            }
-        }
-        log::debug!(
-            "{} on {}: no longer accepting",
-            endpoint.kind,
-            endpoint.listen
+            },
+            () = shared.stopped() => break,
+        };
+        let local = stream.local_addr().unwrap_or(endpoint.listen);
+        let conn = shared.registry.add(Conn::accepted(&endpoint, peer, local));
+        log::info!(
+            "{}: open {peer} -> {local}{} (linger {})",
+            conn.label(),
+            endpoint
+                .target
+                .map(|t| format!(" -> {t}"))
+                .unwrap_or_default(),
+            conn.linger
         );
-    })?;
-    Ok(())
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match handler {
+                Handler::Service(serve) => run_conn(&shared, &conn, stream, serve).await,
+                Handler::ForwardIn => forward::serve_inbound(&shared, &conn, stream).await,
+            }
+            drop(permit);
+        });
+    }
+    // Dropping the listener stops listening; connections not yet accepted are reset.
+    log::debug!(
+        "{} on {}: no longer accepting",
+        endpoint.kind,
+        endpoint.listen
+    );
+}
+
+/// Run a service on one connection until it ends or the daemon stops, then close it.
+pub async fn run_conn(shared: &Shared, conn: &Conn, mut stream: TcpStream, serve: Serve) {
+    let ending = tokio::select! {
+        ending = serve(conn, &mut stream) => Some(ending),
+        () = shared.stopped() => None,
+    };
+    match ending {
+        Some(Ending::Finished(why)) => conn.close(shared, stream, conn.linger, why).await,
+        Some(Ending::Failed(e)) => {
+            let why = describe_failure(&e);
+            conn.close(shared, stream, LingerMode::Abort, &why).await
+        }
+        None => {
+            conn.close(shared, stream, conn.linger, "daemon stopping")
+                .await
+        }
+    }
+}
+
+/// The [`Serve`] of a built-in service.
+pub fn serve_of(kind: crate::config::ServiceKind) -> Serve {
+    use crate::config::ServiceKind;
+    fn echo<'a>(
+        c: &'a Conn,
+        s: &'a mut TcpStream,
+    ) -> Pin<Box<dyn Future<Output = Ending> + Send + 'a>> {
+        Box::pin(echo::serve(c, s))
+    }
+    fn discard<'a>(
+        c: &'a Conn,
+        s: &'a mut TcpStream,
+    ) -> Pin<Box<dyn Future<Output = Ending> + Send + 'a>> {
+        Box::pin(discard::serve(c, s))
+    }
+    fn chargen<'a>(
+        c: &'a Conn,
+        s: &'a mut TcpStream,
+    ) -> Pin<Box<dyn Future<Output = Ending> + Send + 'a>> {
+        Box::pin(chargen::serve(c, s))
+    }
+    match kind {
+        ServiceKind::Echo => echo,
+        ServiceKind::Discard => discard,
+        ServiceKind::Chargen => chargen,
+    }
 }

@@ -1,8 +1,9 @@
 //! `lingerstackd demo`: the three close modes, shown against the Linux kernel.
 //!
-//! As root it creates a private network namespace with a TAP device (the test kit's
-//! [`TapNet`]), starts the daemon's stack and services on that TAP inside this process, and uses
-//! the kernel of the namespace as the client of three echo services, one per linger mode:
+//! As root it creates a private network namespace with the kernel side of a TAP device in it
+//! ([`netns::PrivateNet`]), starts the daemon's stack and services on that TAP inside this
+//! process, and uses the kernel of the namespace as the client of three echo services, one per
+//! linger mode:
 //!
 //! | port  | linger    | the client                                                     |
 //! |-------|-----------|----------------------------------------------------------------|
@@ -11,25 +12,29 @@
 //! | 20007 | linger:1  | same, and reads only after 1.5 s: the linger runs out          |
 //! | 20007 | linger:1  | reads at once: the lingering close finishes in time            |
 //!
-//! A capture on the kernel side of the TAP (AF_PACKET) records what went over the wire; the
-//! table shows what the kernel's socket saw next to what the capture shows. The namespace is
-//! removed at the end; the pcap file stays.
+//! The daemon's own pcap of its link records what went over the wire ([`wire`] reads it back);
+//! the table shows what the kernel's socket saw next to what the capture shows. The namespace
+//! is removed at the end; the pcap file stays.
 //!
 //! Without root the same story runs on the in-memory link: a second engine in this process
-//! plays the client, and the daemon's own pcap of its link stands in for the capture.
+//! plays the client.
 
-use std::io::Write;
-use std::net::{Ipv4Addr, Shutdown as NetShutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+pub mod netns;
+pub mod wire;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::MemoryLink;
 use lingerstack_stack::{Cidr, CloseMode, SocketId, Stack, StackConfig, TcpOptions, Wait};
-use lingerstack_testkit::{Capture, Dir, TapNet, Trace, peer};
 
-use crate::config::{self, Config, Flags};
-use crate::daemon::{self, Daemon};
+use self::netns::{PeerArgs, PrivateNet};
+use self::wire::{Dir, Trace};
+
+use crate::config::{self, Config, ServiceEntry, Settings, Text};
+use crate::daemon::Daemon;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -92,12 +97,9 @@ pub fn run(pcap: Option<PathBuf>, force_memory: bool) -> Result<()> {
     let result = if force_memory {
         over_memory("--memory was given", pcap)
     } else {
-        match lingerstack_testkit::tap_available() {
-            Ok(()) => match TapNet::new() {
-                Ok(net) => over_tap(net, pcap),
-                Err(e) => over_memory(&format!("creating a namespace and TAP failed: {e}"), pcap),
-            },
-            Err(why) => over_memory(&why, pcap),
+        match PrivateNet::new() {
+            Ok((net, tap)) => over_tap(net, tap, pcap),
+            Err(e) => over_memory(&format!("creating a namespace and TAP failed: {e}"), pcap),
         }
     };
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
@@ -105,67 +107,78 @@ pub fn run(pcap: Option<PathBuf>, force_memory: bool) -> Result<()> {
 }
 
 fn demo_config(tap: &str, ip: Ipv4Addr, mac: [u8; 6], pcap: Option<PathBuf>) -> Result<Config> {
-    config::resolve(Flags {
+    config::resolve(Settings {
         tap: Some(tap.to_string()),
         ipv4: Some(format!("{ip}/24")),
         mac: Some(crate::control::mac_string(mac)),
         log_level: Some("warn".into()),
-        drain: Some("2s".into()),
+        drain: Some(Text("2s".into())),
         pcap,
-        services: vec![
-            "echo:7,graceful".into(),
-            "echo:10007,abort".into(),
-            "echo:20007,linger:1".into(),
-        ],
-        ..Flags::default()
+        service: ["echo:7,graceful", "echo:10007,abort", "echo:20007,linger:1"]
+            .map(|s| ServiceEntry::Spec(s.into()))
+            .to_vec(),
+        ..Settings::default()
     })
     .map_err(|e| e.to_string())
 }
 
 fn default_pcap(name: &str) -> Result<PathBuf> {
-    let dir = lingerstack_testkit::captures_dir();
+    // Beside the tests' captures when run from the workspace, else in the temporary directory.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let dir = if target.is_dir() {
+        target.join("captures")
+    } else {
+        std::env::temp_dir()
+    };
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     Ok(dir.join(name))
 }
 
-fn over_tap(net: TapNet, pcap: Option<PathBuf>) -> Result<()> {
+fn over_tap(net: PrivateNet, tap: lingerstack_tap::TapLink, pcap: Option<PathBuf>) -> Result<()> {
     println!(
-        "link: TAP {} in a private network namespace {} (MTU {}); the Linux kernel is the client",
-        net.tap_name(),
-        net.ns().name(),
-        net.mtu()
+        "link: TAP {} with its kernel side in a private network namespace {}; the Linux kernel is the client",
+        net.tap(),
+        net.ns(),
     );
     println!(
         "addresses: kernel {}, lingerstackd {} (echo on port 7 graceful, 10007 abort, 20007 linger:1)",
-        net.kernel_v4(),
-        net.stack_v4()
+        netns::KERNEL_V4,
+        netns::STACK_V4
     );
-    let capture = Capture::start(net.ns(), net.tap_name(), "lingerstackd-demo")
-        .map_err(|e| format!("starting the capture: {e}"))?;
-    let config = demo_config(net.tap_name(), net.stack_v4(), net.stack_mac(), None)?;
-    let tap = {
-        let c = config.clone();
-        net.ns().run(move || daemon::open_tap(&c))?
+    let path = match pcap {
+        Some(p) => p,
+        None => default_pcap("lingerstackd-demo.pcap")?,
     };
+    let mac = config::DEFAULT_MAC;
+    let config = demo_config(net.tap(), netns::STACK_V4, mac, Some(path.clone()))?;
     let mut d = Daemon::start(config, tap, false, None)?;
-    net.wait_link_up(Duration::from_secs(5))
-        .map_err(|e| format!("TAP link: {e}"))?;
+    net.wait_link_up(Duration::from_secs(5))?;
 
     let mut seen = Vec::new();
     for s in &SCENARIOS {
-        let addr = SocketAddr::new(net.stack_v4().into(), s.port);
-        let rcvbuf = s.small_rcvbuf.then_some(SMALL_RCVBUF);
-        let mut conn = peer::tcp_connect(net.ns(), addr, rcvbuf, Duration::from_secs(5))
-            .map_err(|e| format!("kernel connect to {addr}: {e}"))?;
-        seen.push(kernel_client(&mut conn, s)?);
+        let peer = net.run_peer(&PeerArgs {
+            connect: SocketAddr::new(netns::STACK_V4.into(), s.port),
+            payload: PAYLOAD,
+            rcvbuf: s.small_rcvbuf.then_some(SMALL_RCVBUF),
+            read_after_ms: s.read_after.as_millis() as u64,
+        })?;
+        if peer.ending == "mismatch" {
+            return Err("the echo differs from what was sent".into());
+        }
+        seen.push(Seen {
+            local_port: peer.local_port,
+            read: peer.read,
+            ending: peer.ending,
+        });
     }
     d.drain();
     drop(d);
-    let trace = capture.stop();
-    let path = keep_pcap(&trace.pcap_path, pcap)?;
+    let trace = wire::read_pcap(&path, mac)?;
     table(&trace, &seen, "kernel");
     println!(
-        "\ncapture (kernel side of the TAP, AF_PACKET): {}",
+        "\ncapture (the daemon's own record of its link): {}",
         path.display()
     );
     println!(
@@ -177,46 +190,8 @@ fn over_tap(net: TapNet, pcap: Option<PathBuf>) -> Result<()> {
     verdict(&trace, &seen)
 }
 
-fn keep_pcap(captured: &Path, wanted: Option<PathBuf>) -> Result<PathBuf> {
-    match wanted {
-        Some(p) => {
-            std::fs::copy(captured, &p).map_err(|e| format!("writing {}: {e}", p.display()))?;
-            Ok(p)
-        }
-        None => Ok(captured.to_path_buf()),
-    }
-}
-
-/// The kernel's side of one scenario.
-fn kernel_client(conn: &mut TcpStream, s: &Scenario) -> Result<Seen> {
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let local_port = conn.local_addr().map_err(|e| e.to_string())?.port();
-    let payload = pattern();
-    conn.write_all(&payload)
-        .map_err(|e| format!("kernel write: {e}"))?;
-    // Let the echo come back into the (small) buffer before closing our side.
-    std::thread::sleep(Duration::from_millis(50));
-    conn.shutdown(NetShutdown::Write)
-        .map_err(|e| format!("kernel shutdown: {e}"))?;
-    std::thread::sleep(s.read_after);
-    let (data, err) = peer::read_to_end_or_error(conn);
-    let ending = match err {
-        None => "EOF".to_string(),
-        Some(e) if e.kind() == std::io::ErrorKind::ConnectionReset => "ECONNRESET".to_string(),
-        Some(e) => format!("error: {e}"),
-    };
-    if data.as_slice() != &payload[..data.len()] {
-        return Err("the echo differs from what was sent".into());
-    }
-    Ok(Seen {
-        local_port,
-        read: data.len(),
-        ending,
-    })
-}
-
 fn pattern() -> Vec<u8> {
-    (0..PAYLOAD).map(|i| b'a' + (i % 26) as u8).collect()
+    netns::pattern(PAYLOAD)
 }
 
 /// The table: what the peer saw, what the capture shows.
@@ -230,7 +205,7 @@ fn table(trace: &Trace, seen: &[Seen], who: &str) {
     println!("{}", "-".repeat(140));
     for (s, v) in SCENARIOS.iter().zip(seen) {
         let t = trace.conn(v.local_port);
-        let wire = t.stream(Dir::FromStack).len();
+        let wire = t.stream_len(Dir::FromStack);
         let client_fin = t
             .dir(Dir::ToStack)
             .into_iter()
@@ -326,7 +301,7 @@ fn over_memory(why: &str, pcap: Option<PathBuf>) -> Result<()> {
     d.drain();
     drop(d);
     client.stop(Duration::ZERO);
-    let trace = read_own_pcap(&path, daemon_mac)?;
+    let trace = wire::read_pcap(&path, daemon_mac)?;
     table(&trace, &seen, "client");
     println!(
         "\ncapture (the daemon's own record of its link): {}",
@@ -393,41 +368,4 @@ fn stack_client(stack: &Stack, addr: SocketAddr, s: &Scenario) -> Result<Seen> {
         read: data.len(),
         ending,
     })
-}
-
-/// Read the daemon's own pcap (classic, little-endian, microseconds, Ethernet); frames from
-/// `own_mac` count as sent by lingerstack.
-fn read_own_pcap(path: &Path, own_mac: [u8; 6]) -> Result<Trace> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let u32_at = |at: usize| -> u32 {
-        bytes
-            .get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u32::from_le_bytes)
-    };
-    if bytes.len() < 24 || u32_at(0) != 0xa1b2_c3d4 {
-        return Err(format!(
-            "{}: not a little-endian microsecond pcap",
-            path.display()
-        ));
-    }
-    let mut frames = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let time =
-            SystemTime::UNIX_EPOCH + Duration::new(u64::from(u32_at(at)), u32_at(at + 4) * 1000);
-        let len = u32_at(at + 8) as usize;
-        let Some(data) = bytes.get(at + 16..at + 16 + len) else {
-            break;
-        };
-        let dir = if data.get(6..12) == Some(&own_mac[..]) {
-            Dir::FromStack
-        } else {
-            Dir::ToStack
-        };
-        frames.push((time, dir, data));
-        at += 16 + len;
-    }
-    let start = frames.first().map_or(SystemTime::now(), |f| f.0);
-    Ok(Trace::from_frames(path.to_path_buf(), 0, start, frames))
 }
