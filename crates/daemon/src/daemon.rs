@@ -1,6 +1,6 @@
 //! Starting, watching and stopping the daemon.
 //!
-//! [`Daemon::start`] acquires everything it needs (pcap file, engine, every listener on the
+//! [`Daemon::start`] acquires everything it needs (engine with its pcap file, every listener on the
 //! stack and on the host, the control socket, the metrics endpoint) before it serves anything;
 //! if one step fails it releases what it had and reports one line, so the daemon never
 //! half-starts. The listeners and connections run as tasks on the daemon's one tokio runtime;
@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::config::{Config, Direction};
 use crate::control;
-use crate::link::{LinkHealth, SharedPcap, WatchedLink};
+use crate::link::{LinkHealth, WatchedLink};
 use crate::logging::LogFile;
 use crate::services::{self, Endpoint, Handler, Registry, Shared, forward};
 use crate::signals::Event;
@@ -39,7 +39,7 @@ pub const EXIT_LINK_DOWN: u8 = 3;
 /// from delaying the rest; the count does not grow with the connections.
 const RUNTIME_THREADS: usize = 2;
 
-/// How often the main loop flushes the pcap and checks the link.
+/// How often the main loop checks the link.
 const TICK: Duration = Duration::from_millis(100);
 
 /// A running daemon.
@@ -48,7 +48,6 @@ pub struct Daemon {
     pub shared: Arc<Shared>,
     /// The runtime of every listener and connection (`None` once shut down).
     runtime: Option<tokio::runtime::Runtime>,
-    pcap: Option<Arc<SharedPcap>>,
     health: Arc<LinkHealth>,
     control_path: Option<PathBuf>,
     log_file: Option<Arc<LogFile>>,
@@ -83,19 +82,15 @@ impl Daemon {
         control: bool,
         log_file: Option<Arc<LogFile>>,
     ) -> Result<Daemon, String> {
-        let pcap = match &config.pcap {
-            Some(path) => Some(
-                SharedPcap::create(path)
-                    .map_err(|e| format!("pcap file {}: {e}", path.display()))?,
-            ),
-            None => None,
-        };
         let health = Arc::new(LinkHealth::default());
         let describe = link.describe();
         let mtu = link.mtu();
-        let watched = WatchedLink::new(link, pcap.clone(), health.clone());
-        let stack = Stack::builder()
-            .config(config.stack_config())
+        let watched = WatchedLink::new(link, health.clone());
+        let mut builder = Stack::builder().config(config.stack_config());
+        if let Some(path) = &config.pcap {
+            builder = builder.pcap(path);
+        }
+        let stack = builder
             .start(watched)
             .map_err(|e| format!("starting the stack on {describe}: {e}"))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -119,7 +114,6 @@ impl Daemon {
         let mut daemon = Daemon {
             shared,
             runtime: Some(runtime),
-            pcap,
             health,
             control_path: None,
             log_file,
@@ -232,18 +226,6 @@ impl Daemon {
         self.shared.stop.send_replace(true);
     }
 
-    /// Flush the pcap file.
-    pub fn flush(&self) {
-        if let Some(p) = &self.pcap {
-            p.flush();
-        }
-    }
-
-    /// A handle that flushes the pcap (for the exit-at-once path of a second signal).
-    pub fn pcap_handle(&self) -> Option<Arc<SharedPcap>> {
-        self.pcap.clone()
-    }
-
     /// Reopen the pcap and log files (SIGHUP).
     pub fn reopen(&self) {
         if let Some(log) = &self.log_file {
@@ -252,13 +234,15 @@ impl Daemon {
                 Err(e) => log::error!("SIGHUP: reopening log file {}: {e}", log.path().display()),
             }
         }
-        if let Some(p) = &self.pcap {
-            match p.reopen() {
-                Ok(()) => log::info!("SIGHUP: pcap {} reopened", p.path().display()),
-                Err(e) => log::error!("SIGHUP: reopening pcap {}: {e}", p.path().display()),
+        let pcap = self.shared.config.pcap.as_ref();
+        if let Some(path) = pcap {
+            // The engine writes the pcap and reopens it; its log line says why if it fails.
+            match self.shared.stack.reopen_pcap() {
+                Ok(()) => log::info!("SIGHUP: pcap {} reopened", path.display()),
+                Err(e) => log::error!("SIGHUP: reopening pcap {}: {e}", path.display()),
             }
         }
-        if self.log_file.is_none() && self.pcap.is_none() {
+        if self.log_file.is_none() && pcap.is_none() {
             log::info!("SIGHUP: no pcap or log file to reopen");
         }
     }
@@ -290,14 +274,12 @@ impl Daemon {
                     std::thread::sleep(TICK);
                 }
             }
-            self.flush();
             if let Some(why) = self.link_failure() {
                 log::error!(
                     "TAP device {} failed ({why}): it was removed or went away; exiting",
                     self.shared.config.tap
                 );
                 self.close_listeners();
-                self.flush();
                 self.remove_control();
                 return EXIT_LINK_DOWN;
             }
@@ -321,7 +303,6 @@ impl Daemon {
         // Wait for the closes (a lingering one takes up to its linger time).
         while !shared.registry.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
-            self.flush();
         }
         // Sockets still closing in the background get the rest of the drain time.
         let left = deadline.saturating_duration_since(Instant::now());
@@ -347,7 +328,6 @@ impl Daemon {
             log::warn!("drain time over: {late} connection(s) reset");
         }
         self.shutdown_runtime();
-        self.flush();
         self.remove_control();
         match before {
             Some(c) => log::info!(
@@ -413,7 +393,6 @@ async fn bind_all(
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        self.flush();
         self.remove_control();
     }
 }

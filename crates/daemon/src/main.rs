@@ -113,17 +113,10 @@ fn run(settings: Settings) -> u8 {
     if config.services.is_empty() && config.forwards.is_empty() {
         log::warn!("no services and no forwards configured: the stack only answers ARP and ND");
     }
-    // Signals first, so that a stop during the start is not lost; the handler of the second
-    // signal flushes the pcap once the daemon is up.
+    // Signals first, so that a stop during the start is not lost. (The engine flushes its pcap
+    // after every poll, so a second signal's exit at once loses no frame.)
     let (tx, rx) = crossbeam_channel::unbounded();
-    let pcap_slot: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<link::SharedPcap>>>> =
-        Default::default();
-    let slot = pcap_slot.clone();
-    if let Err(e) = signals::install(tx, move || {
-        if let Ok(Some(p)) = slot.try_lock().map(|s| s.clone()) {
-            p.flush();
-        }
-    }) {
+    if let Err(e) = signals::install(tx) {
         log::error!("installing signal handlers: {e}");
         eprintln!("lingerstackd: installing signal handlers: {e}");
         return EXIT_START;
@@ -144,8 +137,5 @@ fn run(settings: Settings) -> u8 {
             return EXIT_START;
         }
     };
-    if let Ok(mut s) = pcap_slot.lock() {
-        *s = daemon.pcap_handle();
-    }
     daemon.run(&rx)
 }

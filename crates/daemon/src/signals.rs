@@ -21,7 +21,7 @@ pub enum Event {
 ///
 /// `on_exit_now` runs before the process exits on a second stop signal (flush what can be
 /// flushed); the exit status is then 128 + the signal number, as a shell reports it.
-pub fn install(events: Sender<Event>, on_exit_now: impl Fn() + Send + 'static) -> io::Result<()> {
+pub fn install(events: Sender<Event>) -> io::Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new()
         .name("signals".into())
@@ -42,7 +42,6 @@ pub fn install(events: Sender<Event>, on_exit_now: impl Fn() + Send + 'static) -
                     let _ = events.send(Event::Stop(name));
                 } else {
                     log::warn!("second stop signal ({name}): exiting at once, without draining");
-                    on_exit_now();
                     std::process::exit(128 + sig);
                 }
             }

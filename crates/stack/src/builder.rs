@@ -2,12 +2,14 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::Stack;
 use crate::config::{Cidr, StackConfig};
 use crate::link::Link;
 use lingerstack_core::DeviceOptions;
+use lingerstack_core::link::PcapSink;
 
 /// Settings of a new stack; [`StackBuilder::start`] brings it up on a link.
 ///
@@ -31,6 +33,7 @@ use lingerstack_core::DeviceOptions;
 #[derive(Debug, Default)]
 pub struct StackBuilder {
     config: StackConfig,
+    pcap: Option<PathBuf>,
 }
 
 impl StackBuilder {
@@ -76,9 +79,26 @@ impl StackBuilder {
         self
     }
 
+    /// Write every frame the stack receives and sends to a pcap file at `path` (created, or
+    /// truncated). [`Stack::reopen_pcap`] starts it afresh after log rotation.
+    pub fn pcap(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pcap = Some(path.into());
+        self
+    }
+
     /// Start the engine on `link` (a `lingerstack::tap::TapLink`, one end of a
     /// [`MemoryLink`](crate::MemoryLink) pair, or any other [`Link`]).
     pub fn start<L: Link + 'static>(self, link: L) -> io::Result<Stack> {
-        Stack::start(self.config, Box::new(link), DeviceOptions::default(), None)
+        let pcap = match &self.pcap {
+            Some(path) => Some(PcapSink::create(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("pcap file {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let options = DeviceOptions {
+            pcap,
+            ..DeviceOptions::default()
+        };
+        Stack::start(self.config, Box::new(link), options, None)
     }
 }
