@@ -5,8 +5,9 @@
 //! The device owns the reusable frame buffers and counts what the link moved; everything a
 //! frame meets between the link and smoltcp is a layer. Inbound, a frame from the link goes
 //! through every layer before smoltcp takes it; outbound, a frame smoltcp wrote goes through
-//! them the other way before the link sends it. The pcap, outermost, so records what crossed
-//! the link in both directions: what arrived before any fault, and what left after them.
+//! them the other way before the link sends it. The pcap is the outermost layer, so it records
+//! what crossed the link in both directions: what arrived before any fault, and what left
+//! after them.
 
 use std::io;
 

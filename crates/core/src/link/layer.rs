@@ -53,13 +53,14 @@ pub(crate) trait Layer {
     /// A frame from smoltcp towards the link, which the layer may rewrite in place.
     fn outbound(&mut self, frame: &mut [u8], now: Instant) -> Verdict;
 
-    /// A frame going `way` that this layer kept and that may go on at `now`.
+    /// A frame going `way` that this layer kept and that may go on at `now`; it then crosses
+    /// only the layers past this one.
     fn release(&mut self, way: Way, now: Instant) -> Option<Vec<u8>>;
 
     /// When this layer next needs to run for a kept frame or a timer of its own.
     fn next_due(&self) -> Option<Instant>;
 
-    /// Add what this layer counted to `counters`.
+    /// Fill in this layer's counts in `counters` (the fields no other layer touches).
     fn count(&self, counters: &mut Counters) {
         let _ = counters;
     }
@@ -138,12 +139,12 @@ impl Layer for FaultLayer {
 
     fn count(&self, c: &mut Counters) {
         let f = &self.counts;
-        c.rx_dropped_fault += f.rx_dropped_fault;
-        c.tx_dropped_fault += f.tx_dropped_fault;
-        c.rx_duplicated_fault += f.rx_duplicated_fault;
-        c.tx_duplicated_fault += f.tx_duplicated_fault;
-        c.rx_reordered_fault += f.rx_reordered_fault;
-        c.tx_reordered_fault += f.tx_reordered_fault;
+        c.rx_dropped_fault = f.rx_dropped_fault;
+        c.tx_dropped_fault = f.tx_dropped_fault;
+        c.rx_duplicated_fault = f.rx_duplicated_fault;
+        c.tx_duplicated_fault = f.tx_duplicated_fault;
+        c.rx_reordered_fault = f.rx_reordered_fault;
+        c.tx_reordered_fault = f.tx_reordered_fault;
     }
 }
 
@@ -247,6 +248,7 @@ impl Layers {
     }
 
     /// The next kept frame due for the link, through the layers past the one that kept it.
+    /// The layers nearest the link give theirs first, for the same reason.
     pub(crate) fn release_out(&mut self, now: Instant) -> Option<Vec<u8>> {
         let mut layers = self.order();
         for i in 0..layers.len() {
@@ -272,7 +274,7 @@ impl Layers {
         .min()
     }
 
-    /// Add every layer's counts to `counters`.
+    /// Fill in every layer's counts in `counters`.
     pub(crate) fn count(&self, counters: &mut Counters) {
         self.pcap.count(counters);
         self.faults.count(counters);
