@@ -114,7 +114,8 @@ enum Life<R> {
 /// Optional middleware for the engine's device.
 #[derive(Default)]
 pub struct DeviceOptions {
-    /// Write every frame to this pcap sink.
+    /// Write every frame that crosses the link to this pcap sink: an incoming one as it
+    /// arrived (before any fault), an outgoing one as it left (after them).
     pub pcap: Option<PcapSink>,
     /// Fault injection.
     pub faults: FaultConfig,
@@ -453,7 +454,7 @@ impl<R: Reply> Engine<R> {
         for c in &self.closing {
             earliest(Some(c.next_check()));
         }
-        earliest(self.device.next_release());
+        earliest(self.device.next_due());
         earliest(self.keep_alive_due);
         if let Life::Stopping { until, .. } = self.life {
             earliest(Some(until));

@@ -1,10 +1,13 @@
-//! The one smoltcp device of the engine: a [`Link`] plus reusable buffers, counters and the
-//! middleware: pcap, faults, and the segment guard.
+//! The one smoltcp device of the engine: the thin adapter from the device middleware
+//! (`layer.rs`: pcap, faults, the segment guard, composed in a fixed order) over a
+//! [`Link`] to smoltcp's [`phy::Device`].
 //!
-//! Inbound, a frame is written to the pcap, then meets the faults (which may drop or hold it),
-//! then the guard (which may drop, hold or rewrite it) just before smoltcp takes it, so the
-//! guard judges each segment against the connection state of the moment it is delivered.
-//! Outbound, the guard learns from each frame smoltcp sends before the faults may drop it.
+//! The device owns the reusable frame buffers and counts what the link moved; everything a
+//! frame meets between the link and smoltcp is a layer. Inbound, a frame from the link goes
+//! through every layer before smoltcp takes it; outbound, a frame smoltcp wrote goes through
+//! them the other way before the link sends it. The pcap is the outermost layer, so it records
+//! what crossed the link in both directions: what arrived before any fault, and what left
+//! after them.
 
 use std::io;
 
@@ -12,56 +15,24 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 use super::Link;
-use super::fault::{FaultConfig, Faults, Verdict, Way};
-use super::guard::{GuardVerdict, SegmentGuard};
-use super::heard::{Heard, PeerKey};
+use super::fault::{FaultConfig, Faults};
+use super::guard::SegmentGuard;
+use super::heard::PeerKey;
+use super::layer::{FaultLayer, GuardLayer, Layers, PcapLayer, Verdict};
 use super::pcap::PcapSink;
 use crate::counters::Counters;
 
 /// Ethernet header length: the MTU counts the IP packet only.
 const ETHERNET_HEADER: usize = 14;
 
-/// The transmit half: everything a [`TxToken`] needs, split from the receive buffer so that
-/// smoltcp can hold a receive and a transmit token at once.
-struct TxSide {
+/// The link itself and what happened on it: frames counted, the first failure.
+struct Wire {
     link: Box<dyn Link>,
-    buf: Vec<u8>,
-    pcap: Option<PcapSink>,
-    faults: Option<Faults>,
-    guard: SegmentGuard,
     counters: Counters,
     failure: Option<io::Error>,
-    /// The time of the device call that handed out the current token (the fault middleware
-    /// decides by it; a token's `consume` is not given the time).
-    now: Instant,
 }
 
-impl TxSide {
-    /// A frame smoltcp wrote into `buf`: recorded, then through the faults to the link.
-    fn transmit(&mut self, len: usize) {
-        if let Some(pcap) = self.pcap.as_mut() {
-            pcap.write(&self.buf[..len], self.now);
-        }
-        self.guard.outbound(&self.buf[..len]);
-        let verdict = match self.faults.as_mut() {
-            Some(f) => f.decide(Way::Out, &mut self.buf[..len], self.now, &mut self.counters),
-            None => Verdict::Pass,
-        };
-        if verdict == Verdict::Pass {
-            let frame = std::mem::take(&mut self.buf);
-            self.send(&frame[..len]);
-            self.buf = frame;
-        }
-        self.flush_held(self.now);
-    }
-
-    /// Send the held outgoing frames (delayed, reordered or duplicated) that are due.
-    fn flush_held(&mut self, now: Instant) {
-        while let Some(frame) = self.faults.as_mut().and_then(|f| f.release(Way::Out, now)) {
-            self.send(&frame);
-        }
-    }
-
+impl Wire {
     /// Hand one frame to the link and count it.
     fn send(&mut self, frame: &[u8]) {
         if self.failure.is_some() {
@@ -80,6 +51,57 @@ impl TxSide {
         }
     }
 
+    /// Read one frame into `buf`: its length, or None when there is none (or the link failed).
+    fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.failure.is_some() {
+            return None;
+        }
+        loop {
+            match self.link.recv(buf) {
+                Ok(Some(n)) if n > buf.len() => self.counters.rx_dropped_oversize += 1,
+                Ok(Some(n)) => {
+                    self.counters.rx_frames += 1;
+                    self.counters.rx_bytes += n as u64;
+                    return Some(n);
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    log::error!("{}: receive failed: {e}", self.link.describe());
+                    self.failure = Some(e);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The transmit half: everything a [`TxToken`] needs, split from the receive buffer so that
+/// smoltcp can hold a receive and a transmit token at once.
+struct TxSide {
+    wire: Wire,
+    layers: Layers,
+    buf: Vec<u8>,
+    /// The time of the device call that handed out the current token (layers decide by it; a
+    /// token's `consume` is not given the time).
+    now: Instant,
+}
+
+impl TxSide {
+    /// A frame smoltcp wrote into `buf`: through the layers to the link.
+    fn transmit(&mut self, len: usize) {
+        if let Verdict::Pass(n) = self.layers.outbound(&mut self.buf[..len], self.now) {
+            self.wire.send(&self.buf[..n]);
+        }
+        self.flush_held(self.now);
+    }
+
+    /// Send the outgoing frames the layers kept (delayed, reordered or duplicated) that are due.
+    fn flush_held(&mut self, now: Instant) {
+        while let Some(frame) = self.layers.release_out(now) {
+            self.wire.send(&frame);
+        }
+    }
+
     /// Note the time of a device call and send what fell due by then.
     fn tick(&mut self, now: Instant) {
         self.now = now;
@@ -87,14 +109,12 @@ impl TxSide {
     }
 }
 
-/// A smoltcp [`phy::Device`] over a boxed [`Link`].
+/// A smoltcp [`phy::Device`] over a boxed [`Link`], with the middleware layers between them.
 pub struct LinkDevice {
     rx_buf: Vec<u8>,
     rx_len: usize,
     tx: TxSide,
     mtu: usize,
-    /// The TCP peers of delivered frames, while keep-alive needs them.
-    heard: Heard,
 }
 
 impl LinkDevice {
@@ -108,38 +128,41 @@ impl LinkDevice {
         let mtu = link.mtu();
         let frame = mtu + ETHERNET_HEADER;
         // Faults stay on even when inert: the blackhole switches can be flipped at run time.
-        let faults = Some(Faults::new(faults, seed));
+        let layers = Layers {
+            pcap: PcapLayer(pcap),
+            faults: FaultLayer::new(Faults::new(faults, seed)),
+            guard: GuardLayer::default(),
+        };
         LinkDevice {
             rx_buf: vec![0; frame],
             rx_len: 0,
             tx: TxSide {
-                link,
+                wire: Wire {
+                    link,
+                    counters: Counters::default(),
+                    failure: None,
+                },
+                layers,
                 buf: vec![0; frame],
-                pcap,
-                faults,
-                guard: SegmentGuard::default(),
-                counters: Counters::default(),
-                failure: None,
                 now: Instant::ZERO,
             },
             mtu,
-            heard: Heard::default(),
         }
     }
 
     /// Note (or stop noting) the TCP peer of every frame delivered to smoltcp.
     pub(crate) fn note_peers(&mut self, on: bool) {
-        self.heard.set_on(on);
+        self.tx.layers.guard.heard.set_on(on);
     }
 
     /// The TCP peers heard from since [`LinkDevice::forget_peers`].
     pub(crate) fn heard_peers(&self) -> &std::collections::HashSet<PeerKey> {
-        self.heard.peers()
+        self.tx.layers.guard.heard.peers()
     }
 
     /// Forget the peers heard so far.
     pub(crate) fn forget_peers(&mut self) {
-        self.heard.clear();
+        self.tx.layers.guard.heard.clear();
     }
 
     /// The link's IP MTU.
@@ -149,126 +172,72 @@ impl LinkDevice {
 
     /// The link itself (to register it with mio).
     pub fn link_mut(&mut self) -> &mut dyn Link {
-        self.tx.link.as_mut()
+        self.tx.wire.link.as_mut()
     }
 
-    /// Frame and drop counters so far (the guard's included).
+    /// Frame and drop counters so far (every layer's included).
     pub fn counters(&self) -> Counters {
-        let mut c = self.tx.counters.clone();
-        c.guard = self.tx.guard.counters().clone();
+        let mut c = self.tx.wire.counters.clone();
+        self.tx.layers.count(&mut c);
         c
     }
 
     /// Frames received and sent so far.
     pub fn frames(&self) -> u64 {
-        self.tx.counters.rx_frames + self.tx.counters.tx_frames
+        self.tx.wire.counters.rx_frames + self.tx.wire.counters.tx_frames
     }
 
     /// The segment guard, for the engine to tell it what it did between polls.
     pub(crate) fn guard_mut(&mut self) -> &mut SegmentGuard {
-        &mut self.tx.guard
+        &mut self.tx.layers.guard.guard
     }
 
     /// The first error the link reported, if it failed.
     pub fn failure(&self) -> Option<&io::Error> {
-        self.tx.failure.as_ref()
+        self.tx.wire.failure.as_ref()
     }
 
-    /// When a held (delayed, reordered or duplicated) frame is next due, either way.
-    pub fn next_release(&self) -> Option<Instant> {
-        self.tx.faults.as_ref().and_then(Faults::next_release)
+    /// When any layer next needs to run (a held frame due either way, or a layer's timer).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.tx.layers.next_due()
     }
 
     /// Reopen the pcap file (SIGHUP).
     pub fn reopen_pcap(&mut self) -> io::Result<()> {
-        self.tx.pcap.as_mut().map_or(Ok(()), PcapSink::reopen)
+        self.tx
+            .layers
+            .pcap
+            .0
+            .as_mut()
+            .map_or(Ok(()), PcapSink::reopen)
     }
 
     /// Flush the pcap file.
     pub fn flush(&mut self) {
-        if let Some(p) = self.tx.pcap.as_mut() {
+        if let Some(p) = self.tx.layers.pcap.0.as_mut() {
             p.flush();
         }
     }
 
-    /// Fill `rx_buf` with the next frame to deliver; false when there is none.
+    /// Fill `rx_buf` with the next frame to deliver; false when there is none. Frames the
+    /// layers kept and that are due now come first, then new ones from the link.
     fn next_frame(&mut self, now: Instant) -> bool {
         loop {
-            // Frames the guard held for the engine come back first, then delayed ones.
-            if let Some(frame) = self.tx.guard.next_released() {
-                if self.load(&frame) && self.guard(true, now) {
+            if let Some(frame) = self.tx.layers.release_in(now) {
+                if frame.len() <= self.rx_buf.len() {
+                    self.rx_len = frame.len();
+                    self.rx_buf[..self.rx_len].copy_from_slice(&frame);
                     return true;
                 }
                 continue;
             }
-            if let Some(frame) = self
-                .tx
-                .faults
-                .as_mut()
-                .and_then(|f| f.release(Way::In, now))
-            {
-                if self.load(&frame) && self.guard(false, now) {
-                    return true;
-                }
-                continue;
-            }
-            if self.tx.failure.is_some() {
+            let Some(n) = self.tx.wire.recv(&mut self.rx_buf) else {
                 return false;
-            }
-            let n = match self.tx.link.recv(&mut self.rx_buf) {
-                Ok(Some(n)) => n,
-                Ok(None) => return false,
-                Err(e) => {
-                    log::error!("{}: receive failed: {e}", self.tx.link.describe());
-                    self.tx.failure = Some(e);
-                    return false;
-                }
             };
-            if n > self.rx_buf.len() {
-                self.tx.counters.rx_dropped_oversize += 1;
-                continue;
-            }
-            self.tx.counters.rx_frames += 1;
-            self.tx.counters.rx_bytes += n as u64;
-            if let Some(pcap) = self.tx.pcap.as_mut() {
-                pcap.write(&self.rx_buf[..n], now);
-            }
-            let verdict = match self.tx.faults.as_mut() {
-                Some(f) => f.decide(Way::In, &mut self.rx_buf[..n], now, &mut self.tx.counters),
-                None => Verdict::Pass,
-            };
-            if verdict == Verdict::Pass {
-                self.rx_len = n;
-                if self.guard(false, now) {
-                    return true;
-                }
-            }
-        }
-    }
-
-    /// Copy a frame that was kept aside into the receive buffer.
-    fn load(&mut self, frame: &[u8]) -> bool {
-        if frame.len() > self.rx_buf.len() {
-            return false;
-        }
-        self.rx_len = frame.len();
-        self.rx_buf[..self.rx_len].copy_from_slice(frame);
-        true
-    }
-
-    /// Run the guard on the frame in the receive buffer: true when it is to be delivered.
-    fn guard(&mut self, again: bool, now: Instant) -> bool {
-        let frame = &mut self.rx_buf[..self.rx_len];
-        match self.tx.guard.inbound(frame, again, now) {
-            GuardVerdict::Pass(len) => {
-                // A segment the guard turned into a probe is no sign of life from the peer.
-                if len == self.rx_len {
-                    self.heard.note(&self.rx_buf[..len]);
-                }
+            if let Verdict::Pass(len) = self.tx.layers.inbound(&mut self.rx_buf[..n], now) {
                 self.rx_len = len;
-                true
+                return true;
             }
-            GuardVerdict::Drop | GuardVerdict::Hold => false,
         }
     }
 }
@@ -311,7 +280,7 @@ impl phy::Device for LinkDevice {
 
     fn transmit(&mut self, now: Instant) -> Option<TxToken<'_>> {
         self.tx.tick(now);
-        if self.tx.failure.is_some() {
+        if self.tx.wire.failure.is_some() {
             return None;
         }
         Some(TxToken(&mut self.tx))

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use smoltcp::time::{Duration, Instant};
 
+use super::layer::Way;
 use crate::counters::Counters;
 
 /// How much longer than its delay a reordered frame is held, so that frames sent after it
@@ -102,15 +103,6 @@ impl FaultConfig {
         ];
         pcts.iter().all(|&p| p == 0) && self.delay_in.is_none() && self.delay_out.is_none()
     }
-}
-
-/// Which way a frame travels, seen from the stack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Way {
-    /// From the link to the stack.
-    In,
-    /// From the stack to the link.
-    Out,
 }
 
 /// What the middleware decided for one frame.

@@ -554,6 +554,11 @@ impl SegmentGuard {
     pub(crate) fn next_released(&mut self) -> Option<Vec<u8>> {
         self.released.pop_front()
     }
+
+    /// When the guard next needs the clock (none yet: a stub for its own timers).
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        None
+    }
 }
 
 impl Track {

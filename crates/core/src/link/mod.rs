@@ -1,10 +1,11 @@
 //! Links: where the engine's Ethernet frames come from and go to.
 //!
 //! A [`Link`] moves whole frames and nothing else. The engine wraps the one it is given in a
-//! single smoltcp device ([`device::LinkDevice`]) that owns the reusable frame buffers, the
-//! counters and the middleware (pcap, fault injection, the segment guard), so a link driver
-//! stays a thin layer over its OS object: a TAP file descriptor, or a channel for the
-//! in-memory link of `lingerstack-stack`.
+//! single smoltcp device ([`device::LinkDevice`]) that owns the reusable frame buffers and the
+//! link's counters, with the middleware between link and smoltcp as layers (`layer`: pcap,
+//! fault injection, the segment guard, in that order from the link), so a link driver stays a
+//! thin layer over its OS object: a TAP file descriptor, or a channel for the in-memory link
+//! of `lingerstack-stack`.
 //!
 //! A link knows nothing of how its driver waits: it offers a file descriptor to poll
 //! ([`Link::fd`]), or takes a wake hook ([`Link::set_wake`]) that it calls when a frame
@@ -56,6 +57,7 @@ pub mod device;
 pub mod fault;
 pub mod guard;
 pub mod heard;
+mod layer;
 pub mod pcap;
 pub mod queue;
 
