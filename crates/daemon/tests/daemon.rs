@@ -6,128 +6,17 @@
 //! service. Evidence comes from the kernel sockets' results and from an AF_PACKET capture on
 //! the kernel side of the TAP.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{BIN, DaemonProc};
 use lingerstack_testkit::{Capture, Dir, TapNet, Trace, peer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lingerstackd");
 const MIB10: usize = 10 * 1024 * 1024;
-
-/// A daemon process in the namespace of `net`; killed on drop if still running.
-struct DaemonProc {
-    child: Child,
-    control: PathBuf,
-    log: PathBuf,
-}
-
-impl DaemonProc {
-    fn start(net: &TapNet, name: &str, extra: &[&str]) -> DaemonProc {
-        let dir = lingerstack_testkit::captures_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        let control = std::env::temp_dir().join(format!("lsd-{}.sock", net.ns().name()));
-        let log = dir.join(format!("daemon-{name}.log"));
-        let _ = std::fs::remove_file(&control);
-        let stack_ip = format!("{}/24", net.stack_v4());
-        let mut args: Vec<String> = vec![
-            "netns".into(),
-            "exec".into(),
-            net.ns().name().into(),
-            BIN.into(),
-            "run".into(),
-            "--tap".into(),
-            net.tap_name().into(),
-            "--ipv4".into(),
-            stack_ip,
-            "--mac".into(),
-            "02:00:00:00:00:02".into(),
-            "--control".into(),
-            control.display().to_string(),
-            "--log-level".into(),
-            "info".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new("ip")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawning ip netns exec lingerstackd");
-        let mut d = DaemonProc {
-            child,
-            control,
-            log,
-        };
-        let end = Instant::now() + Duration::from_secs(10);
-        while !d.control.exists() {
-            if let Some(status) = d.child.try_wait().unwrap() {
-                panic!("daemon exited at start ({status}):\n{}", d.log_text());
-            }
-            assert!(
-                Instant::now() < end,
-                "daemon not up after 10 s:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        net.wait_link_up(Duration::from_secs(5)).unwrap();
-        d
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: i32) {
-        // The child is `ip`, which execs the daemon in place: same pid.
-        let pid = self.child.id() as i32;
-        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-        let rc = unsafe { libc::kill(pid, sig) };
-        assert_eq!(rc, 0, "kill({pid}, {sig})");
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let end = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < end,
-                "daemon did not exit within {within:?}:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn status_json(&self) -> serde_json::Value {
-        let out = Command::new(BIN)
-            .args(["status", "--json", "--control"])
-            .arg(&self.control)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
-    }
-}
-
-impl Drop for DaemonProc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.control);
-    }
-}
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     let mut x = u32::from(seed) | 1;

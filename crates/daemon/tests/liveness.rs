@@ -7,123 +7,16 @@
 //! - The control socket answers `status` promptly while other clients sit idle on it, and is
 //!   created with mode 0600 (0660 with a control group).
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::DaemonProc;
 use lingerstack_testkit::{Capture, Dir, Segment, TapNet, peer, require_tap};
-
-const BIN: &str = env!("CARGO_BIN_EXE_lingerstackd");
-
-/// A daemon process in the namespace of `net`; killed on drop if still running.
-struct DaemonProc {
-    child: Child,
-    control: PathBuf,
-    log: PathBuf,
-}
-
-impl DaemonProc {
-    fn start(net: &TapNet, name: &str, extra: &[&str]) -> DaemonProc {
-        let dir = lingerstack_testkit::captures_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        let control = std::env::temp_dir().join(format!("lsd-{}.sock", net.ns().name()));
-        let log = dir.join(format!("daemon-{name}.log"));
-        let _ = std::fs::remove_file(&control);
-        let stack_ip = format!("{}/24", net.stack_v4());
-        let mut args: Vec<String> = [
-            "netns",
-            "exec",
-            net.ns().name(),
-            BIN,
-            "run",
-            "--tap",
-            net.tap_name(),
-            "--ipv4",
-            &stack_ip,
-            "--mac",
-            "02:00:00:00:00:02",
-            "--log-level",
-            "info",
-            "--control",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(control.display().to_string());
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new("ip")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawning ip netns exec lingerstackd");
-        let mut d = DaemonProc {
-            child,
-            control,
-            log,
-        };
-        let end = Instant::now() + Duration::from_secs(10);
-        while !d.control.exists() {
-            if let Some(status) = d.child.try_wait().unwrap() {
-                panic!("daemon exited at start ({status}):\n{}", d.log_text());
-            }
-            assert!(Instant::now() < end, "daemon not up:\n{}", d.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        net.wait_link_up(Duration::from_secs(5)).unwrap();
-        d
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `lingerstackd status --json`, and how long it took.
-    fn status_json(&self) -> (serde_json::Value, Duration) {
-        let start = Instant::now();
-        let out = Command::new(BIN)
-            .args(["status", "--json", "--control"])
-            .arg(&self.control)
-            .output()
-            .unwrap();
-        let took = start.elapsed();
-        assert!(
-            out.status.success(),
-            "status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v = serde_json::from_slice(&out.stdout).expect("status --json prints JSON");
-        (v, took)
-    }
-
-    /// Names of the daemon's threads (`ip netns exec` execs the daemon: same pid).
-    fn threads(&self) -> Vec<String> {
-        let dir = format!("/proc/{}/task", self.child.id());
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-                    .map(|name| name.trim().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for DaemonProc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.control);
-    }
-}
 
 /// Wait up to `within` for `cond`.
 fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
@@ -187,7 +80,7 @@ fn keepalive_vanished_client_is_released() {
     eventually(
         Duration::from_secs(5),
         "status lists the connection",
-        || connections(&d.status_json().0) == 1,
+        || connections(&d.status_timed().0) == 1,
     );
     // The connection is a task, not a thread: the daemon has as many threads as before it
     // (not counting the short-lived thread of a status request just answered).
@@ -197,7 +90,7 @@ fn keepalive_vanished_client_is_released() {
         "threads with one connection: {:?}",
         d.threads()
     );
-    let (v, _) = d.status_json();
+    let (v, _) = d.status_timed();
     assert!(
         v["connections"][0]["socket"].is_u64(),
         "status does not find the connection's socket: {v}"
@@ -210,7 +103,7 @@ fn keepalive_vanished_client_is_released() {
         .unwrap();
     let gone = Instant::now();
     eventually(Duration::from_secs(20), "the connection released", || {
-        let (v, _) = d.status_json();
+        let (v, _) = d.status_timed();
         let sockets = v["sockets"].as_array().cloned().unwrap_or_default();
         connections(&v) == 0
             && !sockets.iter().any(|s| {
@@ -296,7 +189,7 @@ fn control_socket_answers_past_idle_clients_and_is_private() {
         .collect();
     // Let the daemon take the idle clients in before asking.
     std::thread::sleep(Duration::from_millis(200));
-    let (v, took) = d.status_json();
+    let (v, took) = d.status_timed();
     assert_eq!(v["interface"]["name"], net.tap_name());
     assert!(
         took < Duration::from_millis(1500),

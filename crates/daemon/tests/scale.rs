@@ -10,15 +10,14 @@
 //! `LINGERSTACK_DAEMON_CONNS` sets the number of idle connections (default 1,000 in the suite;
 //! `just daemon-scale` runs 10,000).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::DaemonProc;
 use lingerstack_testkit::{Capture, Dir, TapNet, peer, require_tap};
-
-const BIN: &str = env!("CARGO_BIN_EXE_lingerstackd");
 
 /// Idle connections the suite holds (the full 10,000 run is `just daemon-scale`).
 const DEFAULT_CONNS: usize = 1_000;
@@ -28,118 +27,6 @@ const ECHO_SAMPLE: usize = 1_000;
 const MAX_THREADS: usize = 50;
 /// The listen backlog of the limit test: connections queued before SYNs go unanswered.
 const BACKLOG: usize = 4;
-
-/// A daemon process in the namespace of `net`; killed on drop if still running.
-struct DaemonProc {
-    child: Child,
-    control: PathBuf,
-    log: PathBuf,
-}
-
-impl DaemonProc {
-    fn start(net: &TapNet, name: &str, extra: &[&str]) -> DaemonProc {
-        let dir = lingerstack_testkit::captures_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        let control = std::env::temp_dir().join(format!("lsd-{}.sock", net.ns().name()));
-        let log = dir.join(format!("daemon-{name}.log"));
-        let _ = std::fs::remove_file(&control);
-        let stack_ip = format!("{}/24", net.stack_v4());
-        let control_arg = control.display().to_string();
-        let mut args = vec![
-            "netns",
-            "exec",
-            net.ns().name(),
-            BIN,
-            "run",
-            "--tap",
-            net.tap_name(),
-            "--ipv4",
-            &stack_ip,
-            "--mac",
-            "02:00:00:00:00:02",
-            "--log-level",
-            "warn",
-            "--control",
-            &control_arg,
-        ];
-        args.extend_from_slice(extra);
-        let child = Command::new("ip")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawning ip netns exec lingerstackd");
-        let mut d = DaemonProc {
-            child,
-            control,
-            log,
-        };
-        let end = Instant::now() + Duration::from_secs(10);
-        while !d.control.exists() {
-            if let Some(status) = d.child.try_wait().unwrap() {
-                panic!("daemon exited at start ({status}):\n{}", d.log_text());
-            }
-            assert!(Instant::now() < end, "daemon not up:\n{}", d.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        net.wait_link_up(Duration::from_secs(5)).unwrap();
-        d
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `lingerstackd status --json`.
-    fn status_json(&self) -> serde_json::Value {
-        let out = Command::new(BIN)
-            .args(["status", "--json", "--control"])
-            .arg(&self.control)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
-    }
-
-    /// The daemon's threads (`ip netns exec` execs the daemon: same pid), but the control
-    /// socket's short-lived per-request ones.
-    fn threads(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-                    .filter(|name| name.trim() != "control-client")
-                    .count()
-            })
-            .unwrap_or(0)
-    }
-
-    /// Resident memory, bytes.
-    fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    }
-}
-
-impl Drop for DaemonProc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.control);
-    }
-}
 
 fn connections(status: &serde_json::Value) -> usize {
     status["connections"].as_array().map_or(0, |a| a.len())
@@ -215,9 +102,10 @@ fn holds_idle_echo_connections_on_a_few_threads() {
         .sysctl("net.ipv4.ip_local_port_range", "1024 65535")
         .unwrap();
     // Small socket buffers, as a daemon holding many idle clients would be configured.
-    let d = DaemonProc::start(
+    let d = DaemonProc::start_logging(
         &net,
         "scale",
+        "warn",
         &[
             "--service",
             "echo:7",
@@ -227,7 +115,7 @@ fn holds_idle_echo_connections_on_a_few_threads() {
             "4k",
         ],
     );
-    let idle_threads = d.threads();
+    let idle_threads = steady_threads(&d);
     let rss_before = d.rss();
     let stack = SocketAddr::new(net.stack_v4().into(), 7);
 
@@ -239,7 +127,7 @@ fn holds_idle_echo_connections_on_a_few_threads() {
     });
     // Let the daemon settle (every task parked on its first read) before measuring.
     std::thread::sleep(Duration::from_millis(500));
-    let threads = d.threads();
+    let threads = steady_threads(&d);
     let rss_after = d.rss();
     let per_conn = rss_after.saturating_sub(rss_before) / n as u64;
     println!(
@@ -272,7 +160,7 @@ fn holds_idle_echo_connections_on_a_few_threads() {
         n.div_ceil(step),
         echo_started.elapsed().as_secs_f64()
     );
-    assert!(d.threads() < MAX_THREADS);
+    assert!(steady_threads(&d) < MAX_THREADS);
     let log = d.log_text();
     assert!(!log.contains("ERROR"), "daemon log:\n{log}");
     drop(clients);
@@ -286,9 +174,10 @@ fn max_connections_leaves_syns_unanswered_until_one_ends() {
     const LIMIT: usize = 2;
     let net = TapNet::new().unwrap();
     let cap = Capture::start(net.ns(), net.tap_name(), "daemon-max-connections").unwrap();
-    let d = DaemonProc::start(
+    let d = DaemonProc::start_logging(
         &net,
         "max-connections",
+        "warn",
         &[
             "--service",
             "echo:7",
@@ -404,4 +293,12 @@ fn max_connections_leaves_syns_unanswered_until_one_ends() {
         t.dir(Dir::FromStack).is_empty(),
         "the stack answered the SYN beyond the limit (SYN-ACK or RST)",
     );
+}
+
+/// The daemon's threads but the control socket's short-lived per-request ones.
+fn steady_threads(d: &DaemonProc) -> usize {
+    d.threads()
+        .iter()
+        .filter(|name| *name != "control-client")
+        .count()
 }
