@@ -89,23 +89,8 @@ fn tokio_default_close_sends_data_then_fin_at_once() {
         assert!(queued > 0, "nothing was queued at the close");
         (reader, SystemTime::now())
     });
-    let (got, err) = reader.join().unwrap();
-    assert!(err.is_none(), "kernel read error: {err:?}");
-    assert!(
-        got == data,
-        "kernel read {} of {} bytes",
-        got.len(),
-        data.len()
-    );
-
-    let trace = rig.finish().conn(7201);
-    trace.assert(!trace.has_rst(Dir::FromStack), "RST from the stack");
-    trace.assert(trace.stream(Dir::FromStack) == data, "stream differs");
-    assert_fin_after_data(&trace, data.len());
-    let late = segs(&trace, Dir::FromStack, |s| {
-        !s.payload.is_empty() && s.time > returned
-    });
-    trace.assert(!late.is_empty(), "no data left after the close returned");
+    assert_kernel_read_all(reader.join().unwrap(), &data);
+    assert_background_close(&rig.finish().conn(7201), &data, returned);
 }
 
 /// `Some(0)`, close().await: RST at once; the kernel reads ECONNRESET; no FIN.

@@ -291,3 +291,27 @@ pub fn payload(err: &io::Error) -> Option<lingerstack::StackError> {
         .and_then(|e| e.downcast_ref::<lingerstack::StackError>())
         .copied()
 }
+
+/// The kernel read every byte of `data`, then end of stream.
+pub fn assert_kernel_read_all(read: (Vec<u8>, Option<io::Error>), data: &[u8]) {
+    let (got, err) = read;
+    assert!(err.is_none(), "kernel read error: {err:?}");
+    assert!(
+        got == data,
+        "kernel read {} of {} bytes",
+        got.len(),
+        data.len()
+    );
+}
+
+/// A default close on the wire: no RST from the stack, exactly `data` then the FIN, and data
+/// still leaving after the close had `returned` (it closed in the background).
+pub fn assert_background_close(trace: &Trace, data: &[u8], returned: SystemTime) {
+    trace.assert(!trace.has_rst(Dir::FromStack), "RST from the stack");
+    trace.assert(trace.stream(Dir::FromStack) == data, "stream differs");
+    assert_fin_after_data(trace, data.len());
+    let late = segs(trace, Dir::FromStack, |s| {
+        !s.payload.is_empty() && s.time > returned
+    });
+    trace.assert(!late.is_empty(), "no data left after the close returned");
+}
