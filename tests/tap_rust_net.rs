@@ -244,14 +244,7 @@ fn net_try_clone_only_last_handle_closes() {
     let (_, err) = kernel_read_all(&mut k);
     assert_eq!(kind(&err), Some(ErrorKind::ConnectionReset));
 
-    let trace = rig.finish().conn(7107);
-    trace.assert(!trace.has_fin(Dir::FromStack), "FIN from the stack");
-    let rst = first_stack_rst(&trace);
-    trace.assert(rst.time >= mark, "RST before the last handle went");
-    trace.assert(
-        trace.stream(Dir::FromStack) == b"still here",
-        "stream differs",
-    );
+    assert_reset_after(&rig.finish().conn(7107), mark, b"still here");
 }
 
 /// `shutdown(Write)`: the FIN leaves after the data and the read side stays open; the stack

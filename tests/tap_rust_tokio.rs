@@ -328,14 +328,7 @@ fn tokio_halves_only_last_one_closes() {
     let (_, err) = kernel_read_all(&mut k);
     assert_eq!(kind(&err), Some(ErrorKind::ConnectionReset));
 
-    let trace = rig.finish().conn(7208);
-    trace.assert(!trace.has_fin(Dir::FromStack), "FIN from the stack");
-    let rst = first_stack_rst(&trace);
-    trace.assert(rst.time >= mark, "RST before the last half went");
-    trace.assert(
-        trace.stream(Dir::FromStack) == b"still here",
-        "stream differs",
-    );
+    assert_reset_after(&rig.finish().conn(7208), mark, b"still here");
 }
 
 /// `shutdown().await` sends the FIN after the data and keeps the read side: the stack reads

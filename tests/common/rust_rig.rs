@@ -315,3 +315,12 @@ pub fn assert_background_close(trace: &Trace, data: &[u8], returned: SystemTime)
     });
     trace.assert(!late.is_empty(), "no data left after the close returned");
 }
+
+/// The last handle's close on the wire: no FIN, the stack's RST not before `mark` (when the
+/// last handle went), and exactly `stream` sent before it.
+pub fn assert_reset_after(trace: &Trace, mark: SystemTime, stream: &[u8]) {
+    trace.assert(!trace.has_fin(Dir::FromStack), "FIN from the stack");
+    let rst = first_stack_rst(trace);
+    trace.assert(rst.time >= mark, "RST before the last handle went");
+    trace.assert(trace.stream(Dir::FromStack) == stream, "stream differs");
+}

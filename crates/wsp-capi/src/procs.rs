@@ -909,23 +909,20 @@ unsafe extern "system" fn WSPSendTo(
     lpThreadId: *mut WSATHREADID,
     lpErrno: *mut i32,
 ) -> i32 {
-    // SAFETY: lpErrno is NULL or the caller's int for this call (SPI contract).
-    let errno = unsafe { raw::Errno::new(lpErrno) };
-    int_call(errno, || {
-        // SAFETY: the caller's pointers, NULL or valid for the call (SPI contract).
-        unsafe {
-            send_common(
-                s,
-                lpBuffers,
-                dwBufferCount,
-                lpNumberOfBytesSent,
-                dwFlags,
-                lpOverlapped,
-                lpCompletionRoutine,
-                lpThreadId,
-            )
-        }
-    })
+    // SAFETY: the caller's pointers, passed on under the same SPI contract.
+    unsafe {
+        WSPSend(
+            s,
+            lpBuffers,
+            dwBufferCount,
+            lpNumberOfBytesSent,
+            dwFlags,
+            lpOverlapped,
+            lpCompletionRoutine,
+            lpThreadId,
+            lpErrno,
+        )
+    }
 }
 
 unsafe extern "system" fn WSPSetSockOpt(
