@@ -11,6 +11,7 @@
 
 pub mod capture;
 pub mod fuzz;
+pub mod icmp;
 pub mod inject;
 pub mod netns;
 pub mod peer;
