@@ -18,6 +18,9 @@ use std::time::Duration;
 use lingerstack_stack::{Cidr, KeepAlive, StackConfig};
 use serde::Deserialize;
 
+use crate::logging::LogFormat;
+use crate::netns::NetnsTarget;
+
 /// Smallest MTU accepted (the IPv4 minimum datagram every host must take).
 pub const MIN_MTU: usize = 576;
 /// Smallest MTU accepted when IPv6 is configured (RFC 8200).
@@ -212,6 +215,8 @@ impl ForwardSpec {
 pub struct Config {
     /// TAP device name (created if missing, else attached to).
     pub tap: String,
+    /// Network namespace to open the TAP in (`--netns`); None: the daemon's own.
+    pub netns: Option<NetnsTarget>,
     /// IPv4 address of the stack.
     pub ipv4: Option<Cidr<Ipv4Addr>>,
     /// IPv6 address of the stack.
@@ -236,6 +241,8 @@ pub struct Config {
     pub log_level: String,
     /// Write logs to this file instead of stderr (reopened on SIGHUP).
     pub log_file: Option<PathBuf>,
+    /// One line of text per record, or one JSON object.
+    pub log_format: LogFormat,
     /// Unix socket for `lingerstackd status`.
     pub control: PathBuf,
     /// Prometheus text endpoint on a host loopback address.
@@ -318,6 +325,10 @@ pub struct Settings {
     /// TAP device name (created if missing, attached to if it exists).
     #[arg(long, value_name = "NAME")]
     pub tap: Option<String>,
+    /// Open the TAP in this network namespace: a name (ip netns), a path, or a PID; the
+    /// daemon's other sockets stay in the namespace it was started in.
+    #[arg(long, value_name = "NAME|PATH|PID")]
+    pub netns: Option<String>,
     /// IPv4 address of the stack, in CIDR notation (10.0.0.2/24).
     #[arg(long, value_name = "CIDR")]
     pub ipv4: Option<String>,
@@ -352,7 +363,11 @@ pub struct Settings {
     /// Log to this file instead of stderr (SIGHUP reopens it).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// Control socket for `lingerstackd status` (/run/lingerstackd.sock by default).
+    /// Log format: text (default) or json (one object per line: ts, level, target, message,
+    /// fields).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Control socket for `lingerstackd status` and `ctl` (/run/lingerstackd.sock by default).
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
     /// Group (name or number) allowed to use the control socket (mode 0660; else 0600).
@@ -597,6 +612,9 @@ pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
         ConfigError("no TAP device given: use --tap NAME or `tap` in the config file".into())
     })?;
     check_ifname(&origin, &tap)?;
+    let netns = pick(flags.netns, "--netns", file.netns, fp, "netns")
+        .map(|(o, v)| NetnsTarget::parse(&v).map_err(|e| bad(&o, &v, e)))
+        .transpose()?;
 
     let ipv4 = pick(flags.ipv4, "--ipv4", file.ipv4, fp, "ipv4")
         .map(|(o, v)| parse_cidr_v4(&o, &v))
@@ -729,6 +747,16 @@ pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
     if let Some(p) = &log_file {
         check_parent("--log-file / log_file", p)?;
     }
+    let log_format = match pick(
+        flags.log_format,
+        "--log-format",
+        file.log_format,
+        fp,
+        "log_format",
+    ) {
+        Some((o, v)) => v.parse().map_err(|e| bad(&o, &v, e))?,
+        None => LogFormat::Text,
+    };
 
     // --log-level beats RUST_LOG, which beats the file.
     let log_level = match (
@@ -881,39 +909,9 @@ pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
         stack_ports.push((s.port, format!("{}:{}", s.kind.name(), s.port)));
     }
     for f in &forwards {
-        match f.direction {
-            Direction::Inbound => {
-                let ok = match f.listen.ip() {
-                    IpAddr::V4(a) => a.is_unspecified() || ipv4.is_some_and(|c| c.addr == a),
-                    IpAddr::V6(a) => a.is_unspecified() || ipv6.is_some_and(|c| c.addr == a),
-                };
-                if !ok {
-                    return Err(ConfigError(format!(
-                        "forward {}: listen address {} is not one of the stack's addresses",
-                        f.name(),
-                        f.listen.ip()
-                    )));
-                }
-                stack_ports.push((f.listen.port(), f.name()));
-            }
-            Direction::Outbound => {
-                let family_ok = match f.target.ip() {
-                    IpAddr::V4(_) => ipv4.is_some(),
-                    IpAddr::V6(_) => ipv6.is_some(),
-                };
-                if !family_ok {
-                    return Err(ConfigError(format!(
-                        "forward {}: the stack has no address of the target's family",
-                        f.name()
-                    )));
-                }
-                if f.target.ip().is_unspecified() || f.target.port() == 0 {
-                    return Err(ConfigError(format!(
-                        "forward {}: the target needs an address and a port",
-                        f.name()
-                    )));
-                }
-            }
+        check_forward(f, ipv4, ipv6)?;
+        if f.direction == Direction::Inbound {
+            stack_ports.push((f.listen.port(), f.name()));
         }
     }
     for (i, (port, name)) in stack_ports.iter().enumerate() {
@@ -926,6 +924,7 @@ pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
 
     Ok(Config {
         tap,
+        netns,
         ipv4,
         ipv6,
         gateway_v4,
@@ -938,6 +937,7 @@ pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
         pcap,
         log_level,
         log_file,
+        log_format,
         control,
         metrics,
         drain,
@@ -949,6 +949,51 @@ pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
         services,
         forwards,
     })
+}
+
+/// A forward's addresses checked against the stack's: an inbound forward listens on one of
+/// the stack's addresses (or all of them); an outbound one reaches a target with an address
+/// and a port, of a family the stack has. (Used at start and by the control socket's
+/// `add-forward`.)
+pub fn check_forward(
+    f: &ForwardSpec,
+    ipv4: Option<Cidr<Ipv4Addr>>,
+    ipv6: Option<Cidr<Ipv6Addr>>,
+) -> Result<(), ConfigError> {
+    match f.direction {
+        Direction::Inbound => {
+            let ok = match f.listen.ip() {
+                IpAddr::V4(a) => a.is_unspecified() || ipv4.is_some_and(|c| c.addr == a),
+                IpAddr::V6(a) => a.is_unspecified() || ipv6.is_some_and(|c| c.addr == a),
+            };
+            if !ok {
+                return Err(ConfigError(format!(
+                    "forward {}: listen address {} is not one of the stack's addresses",
+                    f.name(),
+                    f.listen.ip()
+                )));
+            }
+        }
+        Direction::Outbound => {
+            let family_ok = match f.target.ip() {
+                IpAddr::V4(_) => ipv4.is_some(),
+                IpAddr::V6(_) => ipv6.is_some(),
+            };
+            if !family_ok {
+                return Err(ConfigError(format!(
+                    "forward {}: the stack has no address of the target's family",
+                    f.name()
+                )));
+            }
+            if f.target.ip().is_unspecified() || f.target.port() == 0 {
+                return Err(ConfigError(format!(
+                    "forward {}: the target needs an address and a port",
+                    f.name()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Keep-alive from its idle time (`off` or `0`: none) and probe interval, each an
@@ -1254,7 +1299,7 @@ pub fn parse_socket_addr(origin: &str, v: &str) -> Result<SocketAddr, ConfigErro
     Ok(addr)
 }
 
-fn parse_direction(origin: &str, v: &str) -> Result<Direction, ConfigError> {
+pub fn parse_direction(origin: &str, v: &str) -> Result<Direction, ConfigError> {
     match v.trim() {
         "in" | "inbound" => Ok(Direction::Inbound),
         "out" | "outbound" => Ok(Direction::Outbound),
@@ -1263,7 +1308,11 @@ fn parse_direction(origin: &str, v: &str) -> Result<Direction, ConfigError> {
 }
 
 /// Inbound: a bare port means every stack address. Outbound: a host address:port.
-fn parse_listen(origin: &str, v: &str, direction: Direction) -> Result<SocketAddr, ConfigError> {
+pub fn parse_listen(
+    origin: &str,
+    v: &str,
+    direction: Direction,
+) -> Result<SocketAddr, ConfigError> {
     match direction {
         Direction::Inbound => match v.trim().parse::<u16>() {
             Ok(p) => {

@@ -1,9 +1,9 @@
 //! Watching the daemon: the control socket (`lingerstackd status`), the status document and the
 //! optional Prometheus text endpoint.
 //!
-//! The protocol of the control socket is one line: the client sends `status`, the daemon answers
-//! with the status as one JSON document and closes. `lingerstackd status` prints it as text, or
-//! as it came with `--json`.
+//! The protocol of the control socket is one line: the client sends `status` (or another verb,
+//! see [`crate::ctl`]), the daemon answers with one JSON document and closes. `lingerstackd
+//! status` prints it as text, or as it came with `--json`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -104,14 +104,14 @@ pub fn serve_control(shared: Arc<Shared>, listener: UnixListener) -> std::io::Re
 }
 
 /// Read one request line (bounded in time and size) and answer it.
-fn answer(shared: &Shared, mut stream: UnixStream) {
+fn answer(shared: &Arc<Shared>, mut stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
     let mut line = String::new();
     let _ = BufReader::new(&mut stream).take(256).read_line(&mut line);
     let answer = match line.trim() {
         "status" | "" => status(shared).to_string(),
-        other => json!({ "error": format!("unknown request {other:?}; try status") }).to_string(),
+        other => crate::ctl::answer(shared, other).to_string(),
     };
     let _ = stream.write_all(answer.as_bytes());
     let _ = stream.write_all(b"\n");
@@ -200,41 +200,14 @@ pub fn status(shared: &Shared) -> Value {
         (Ok(c), Ok(s)) => (Some(c), s, None),
         (Err(e), _) | (_, Err(e)) => (None, Vec::new(), Some(e.to_string())),
     };
-    // The connections' stack sockets by their two ends (one pass, however many there are).
-    let by_ends: HashMap<(SocketAddr, SocketAddr), &SocketInfo> = sockets
-        .iter()
-        .filter(|s| !s.closing)
-        .filter_map(|s| Some(((s.local?, s.remote?), s)))
-        .collect();
-    let connections: Vec<Value> = shared
-        .registry
-        .all()
-        .iter()
-        .map(|c| {
-            let info = by_ends.get(&c.stack_ends);
-            json!({
-                "id": c.serial,
-                "service": c.kind,
-                "socket": info.map(|i| i.id.0),
-                "peer": c.peer.to_string(),
-                "local": c.local.to_string(),
-                "target": c.target.map(|t| t.to_string()),
-                "state": info.map_or("CLOSING", |i| i.state),
-                "send_queue": info.map_or(0, |i| i.send_queue),
-                "recv_queue": info.map_or(0, |i| i.recv_queue),
-                "bytes_in": c.bytes_in.load(Ordering::Relaxed),
-                "bytes_out": c.bytes_out.load(Ordering::Relaxed),
-                "linger": c.linger.to_string(),
-                "age_secs": c.opened.elapsed().as_secs_f64(),
-            })
-        })
-        .collect();
+    let connections = connections_of(shared, &sockets);
     let services: Vec<Value> = shared
         .endpoints
         .lock()
         .map(|eps| {
             eps.iter()
-                .map(|e| {
+                .map(|l| {
+                    let e = &l.endpoint;
                     json!({
                         "kind": e.kind,
                         "listen": e.listen.to_string(),
@@ -255,6 +228,7 @@ pub fn status(shared: &Shared) -> Value {
             "link": shared.link,
             "mtu": shared.mtu,
             "mac": mac_string(config.mac),
+            "netns": config.netns.as_ref().map(|n| n.to_string()),
         },
         "addresses": config.addresses(),
         "gateways": config.gateways(),
@@ -270,6 +244,45 @@ pub fn status(shared: &Shared) -> Value {
         "connections": connections,
         "sockets": sockets.iter().map(socket_json).collect::<Vec<_>>(),
     })
+}
+
+/// Every connection the daemon owns, as status and `ctl connections` show it.
+pub fn connections(shared: &Shared) -> Vec<Value> {
+    connections_of(shared, &shared.stack.sockets().unwrap_or_default())
+}
+
+/// The connections, each with its stack socket's state from `sockets`.
+fn connections_of(shared: &Shared, sockets: &[SocketInfo]) -> Vec<Value> {
+    // The connections' stack sockets by their two ends (one pass, however many there are).
+    let by_ends: HashMap<(SocketAddr, SocketAddr), &SocketInfo> = sockets
+        .iter()
+        .filter(|s| !s.closing)
+        .filter_map(|s| Some(((s.local?, s.remote?), s)))
+        .collect();
+    shared
+        .registry
+        .all()
+        .iter()
+        .map(|c| {
+            let info = by_ends.get(&c.stack_ends);
+            json!({
+                "id": c.serial,
+                "service": c.kind,
+                "socket": info.map(|i| i.id.0),
+                "peer": c.peer.to_string(),
+                "remote": c.peer.to_string(),
+                "local": c.local.to_string(),
+                "target": c.target.map(|t| t.to_string()),
+                "state": info.map_or("CLOSING", |i| i.state),
+                "send_queue": info.map_or(0, |i| i.send_queue),
+                "recv_queue": info.map_or(0, |i| i.recv_queue),
+                "bytes_in": c.bytes_in.load(Ordering::Relaxed),
+                "bytes_out": c.bytes_out.load(Ordering::Relaxed),
+                "linger": c.linger.to_string(),
+                "age_secs": c.opened.elapsed().as_secs_f64(),
+            })
+        })
+        .collect()
 }
 
 /// The Prometheus text exposition of the counters and connections.
@@ -355,6 +368,20 @@ pub fn metrics(shared: &Shared) -> String {
 
 /// `lingerstackd status`: ask the daemon at `path` and print the answer.
 pub fn client(path: &Path, json_out: bool) -> Result<(), String> {
+    let value = request(path, "status")?;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
+        );
+    } else {
+        print!("{}", render(&value));
+    }
+    Ok(())
+}
+
+/// Send one request line to the daemon at `path` and read its JSON answer.
+pub fn request(path: &Path, line: &str) -> Result<Value, String> {
     let mut stream = UnixStream::connect(path).map_err(|e| {
         format!(
             "cannot reach lingerstackd at {}: {e} (is it running? see --control)",
@@ -363,27 +390,14 @@ pub fn client(path: &Path, json_out: bool) -> Result<(), String> {
     })?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     stream
-        .write_all(b"status\n")
+        .write_all(format!("{line}\n").as_bytes())
         .map_err(|e| format!("control socket {}: {e}", path.display()))?;
     let mut text = String::new();
     stream
         .read_to_string(&mut text)
         .map_err(|e| format!("control socket {}: {e}", path.display()))?;
-    let value: Value = serde_json::from_str(text.trim()).map_err(|e| {
-        format!(
-            "control socket {}: not a status document: {e}",
-            path.display()
-        )
-    })?;
-    if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_else(|_| text.trim().to_string())
-        );
-    } else {
-        print!("{}", render(&value));
-    }
-    Ok(())
+    serde_json::from_str(text.trim())
+        .map_err(|e| format!("control socket {}: not a JSON answer: {e}", path.display()))
 }
 
 fn s(v: &Value) -> String {

@@ -14,16 +14,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use lingerstack_stack::link::Link;
-use lingerstack_stack::tokio::TcpListener;
 use lingerstack_stack::{Stack, StackError};
 use tokio::net::TcpListener as HostListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::config::{Config, Direction};
+use crate::config::{Config, Direction, ForwardSpec};
 use crate::control;
 use crate::link::{LinkHealth, WatchedLink};
 use crate::logging::LogFile;
-use crate::services::{self, Endpoint, Handler, Registry, Shared, forward};
+use crate::services::{self, Bound, Endpoint, Handler, Registry, Shared};
 use crate::signals::Event;
 
 /// Exit status after a clean stop.
@@ -53,8 +52,21 @@ pub struct Daemon {
     log_file: Option<Arc<LogFile>>,
 }
 
-/// Open the TAP device named in the configuration (creating it if missing) and set its MTU.
+/// Open the TAP device named in the configuration (creating it if missing) and set its MTU,
+/// inside the `--netns` namespace when one is given (see [`crate::netns`]).
 pub fn open_tap(config: &Config) -> Result<lingerstack_tap::TapLink, String> {
+    match &config.netns {
+        Some(ns) => {
+            let tap = ns.run_in(|| open_tap_here(config))?;
+            log::info!("TAP device {} opened in network namespace {ns}", config.tap);
+            Ok(tap)
+        }
+        None => open_tap_here(config),
+    }
+}
+
+/// [`open_tap`] in the calling thread's namespace.
+fn open_tap_here(config: &Config) -> Result<lingerstack_tap::TapLink, String> {
     let mut tap = lingerstack_tap::TapLink::open(&config.tap).map_err(|e| {
         let hint = match e.raw_os_error() {
             Some(libc::EPERM) => " (needs root or CAP_NET_ADMIN)",
@@ -110,6 +122,7 @@ impl Daemon {
             link: describe,
             mtu,
             endpoints: Mutex::new(Vec::new()),
+            runtime: runtime.handle().clone(),
         });
         let mut daemon = Daemon {
             shared,
@@ -132,7 +145,7 @@ impl Daemon {
         let Some(runtime) = &self.runtime else {
             return Err("no runtime".into());
         };
-        let (stack_listeners, host_listeners) = runtime.block_on(bind_all(&shared))?;
+        let listeners = runtime.block_on(bind_all(&shared))?;
         let control_listener = if control {
             let l = control::bind_control(&config.control, config.control_group)?;
             self.control_path = Some(config.control.clone());
@@ -143,34 +156,8 @@ impl Daemon {
         let metrics = config.metrics.map(control::bind_metrics).transpose()?;
 
         // Everything is bound: serve.
-        for (listener, endpoint, handler) in stack_listeners {
-            log::info!(
-                "{} listening on {} (linger {})",
-                endpoint.kind,
-                endpoint.listen,
-                endpoint.linger
-            );
-            if let Ok(mut eps) = shared.endpoints.lock() {
-                eps.push(endpoint.clone());
-            }
-            runtime.spawn(services::accept_loop(
-                shared.clone(),
-                listener,
-                endpoint,
-                handler,
-            ));
-        }
-        for (listener, endpoint) in host_listeners {
-            log::info!(
-                "forward-out listening on host {} -> {} (linger {})",
-                endpoint.listen,
-                endpoint.target.map(|t| t.to_string()).unwrap_or_default(),
-                endpoint.linger
-            );
-            if let Ok(mut eps) = shared.endpoints.lock() {
-                eps.push(endpoint.clone());
-            }
-            runtime.spawn(forward::accept_host(shared.clone(), listener, endpoint));
+        for (bound, endpoint) in listeners {
+            services::launch(&shared, bound, endpoint, false);
         }
         let spawn_err = |e: std::io::Error| format!("starting a thread: {e}");
         if let Some(l) = control_listener {
@@ -341,54 +328,48 @@ impl Daemon {
     }
 }
 
-/// A listener on the stack, what it serves, and how.
-type StackListener = (TcpListener, Endpoint, Handler);
+/// A bound listener and its endpoint with the endpoint's remove switch.
+type Ready = (Bound, (Endpoint, watch::Sender<bool>));
 
 /// Bind every service's and forward's listener, on the stack and on the host. Listeners bound
 /// before a failure are dropped with it, which closes them.
-async fn bind_all(
-    shared: &Shared,
-) -> Result<(Vec<StackListener>, Vec<(HostListener, Endpoint)>), String> {
+async fn bind_all(shared: &Shared) -> Result<Vec<Ready>, String> {
     let config = &shared.config;
-    let mut stack_listeners = Vec::new();
-    let mut host_listeners = Vec::new();
+    let mut ready = Vec::new();
     for s in &config.services {
         let listen = services::any_addr(s.port);
         let listener = services::stack_listener(shared, listen)
             .await
             .map_err(|e| format!("{} service: {e}", s.kind.name()))?;
-        let endpoint = Endpoint {
-            kind: s.kind.name(),
-            listen,
-            target: None,
-            linger: s.linger,
-        };
         let handler = Handler::Service(services::serve_of(s.kind));
-        stack_listeners.push((listener, endpoint, handler));
+        let endpoint = Endpoint::new(s.kind.name(), listen, None, s.linger);
+        ready.push((Bound::Stack(listener, handler), endpoint));
     }
     for f in &config.forwards {
-        let endpoint = |kind| Endpoint {
-            kind,
-            listen: f.listen,
-            target: Some(f.target),
-            linger: f.linger,
-        };
-        match f.direction {
-            Direction::Inbound => {
-                let listener = services::stack_listener(shared, f.listen)
-                    .await
-                    .map_err(|e| format!("{}: {e}", f.name()))?;
-                stack_listeners.push((listener, endpoint("forward-in"), Handler::ForwardIn));
-            }
-            Direction::Outbound => {
-                let l = HostListener::bind(f.listen)
-                    .await
-                    .map_err(|e| format!("{}: listening on host {}: {e}", f.name(), f.listen))?;
-                host_listeners.push((l, endpoint("forward-out")));
-            }
-        }
+        ready.push(bind_forward(shared, f).await?);
     }
-    Ok((stack_listeners, host_listeners))
+    Ok(ready)
+}
+
+/// Bind one forward's listener: on the stack for an inbound one, on the host for an outbound
+/// one. (At start, and for the control socket's `add-forward`.)
+pub async fn bind_forward(shared: &Shared, f: &ForwardSpec) -> Result<Ready, String> {
+    Ok(match f.direction {
+        Direction::Inbound => {
+            let listener = services::stack_listener(shared, f.listen)
+                .await
+                .map_err(|e| format!("{}: {e}", f.name()))?;
+            let endpoint = Endpoint::new("forward-in", f.listen, Some(f.target), f.linger);
+            (Bound::Stack(listener, Handler::ForwardIn), endpoint)
+        }
+        Direction::Outbound => {
+            let listener = HostListener::bind(f.listen)
+                .await
+                .map_err(|e| format!("{}: listening on host {}: {e}", f.name(), f.listen))?;
+            let endpoint = Endpoint::new("forward-out", f.listen, Some(f.target), f.linger);
+            (Bound::Host(listener), endpoint)
+        }
+    })
 }
 
 impl Drop for Daemon {

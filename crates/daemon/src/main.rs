@@ -5,6 +5,7 @@
 //! ```text
 //! lingerstackd run --tap ls0 --ipv4 10.0.0.2/24 --service echo:7 --forward in:8080=127.0.0.1:80
 //! lingerstackd status [--json]
+//! lingerstackd ctl add-forward in:8081=127.0.0.1:81
 //! lingerstackd demo
 //! ```
 //!
@@ -12,10 +13,12 @@
 
 mod config;
 mod control;
+mod ctl;
 mod daemon;
 mod demo;
 mod link;
 mod logging;
+mod netns;
 mod services;
 mod signals;
 
@@ -48,6 +51,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask or change a running daemon over its control socket: status, forwards,
+    /// connections, add-forward, remove-forward.
+    Ctl(ctl::CtlArgs),
     /// Show the three close modes against the Linux kernel in a private namespace (root), or
     /// on the in-memory link (without root).
     Demo {
@@ -71,6 +77,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("lingerstackd status: {e}");
+                ExitCode::from(EXIT_START)
+            }
+        },
+        Command::Ctl(args) => match ctl::client(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lingerstackd ctl: {e}");
                 ExitCode::from(EXIT_START)
             }
         },
@@ -103,7 +116,11 @@ fn run(settings: Settings) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    let log_file = match logging::init(&config.log_level, config.log_file.as_deref()) {
+    let log_file = match logging::init(
+        &config.log_level,
+        config.log_format,
+        config.log_file.as_deref(),
+    ) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("lingerstackd: {e}");

@@ -66,7 +66,7 @@ pub async fn accept_host(shared: Arc<Shared>, listener: HostListener, endpoint: 
                 Ok(p) => p,
                 Err(_) => break,
             },
-            () = shared.stopped() => break,
+            () = shared.closed(&endpoint) => break,
         };
         let (host, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -77,7 +77,7 @@ pub async fn accept_host(shared: Arc<Shared>, listener: HostListener, endpoint: 
                     continue;
                 }
             },
-            () = shared.stopped() => break,
+            () = shared.closed(&endpoint) => break,
         };
         let (shared, endpoint) = (shared.clone(), endpoint.clone());
         tokio::spawn(async move {

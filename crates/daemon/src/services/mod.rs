@@ -50,8 +50,11 @@ pub struct Shared {
     pub link: String,
     /// The link's MTU.
     pub mtu: usize,
-    /// The services and forwards, as shown by status.
-    pub endpoints: Mutex<Vec<Endpoint>>,
+    /// Every listener the daemon runs (services and forwards), as status and `ctl forwards`
+    /// show them; `ctl add-forward` and `remove-forward` change it at run time.
+    pub endpoints: Mutex<Vec<Listening>>,
+    /// The runtime, for the control socket's threads to bind and spawn on.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -65,6 +68,28 @@ impl Shared {
         let mut rx = self.stop.subscribe();
         let _ = rx.wait_for(|stopping| *stopping).await;
     }
+
+    /// Resolves when a stop begins or `endpoint` is removed (`ctl remove-forward`): its
+    /// accept loop then ends.
+    pub async fn closed(&self, endpoint: &Endpoint) {
+        let mut removed = endpoint.removed.clone();
+        tokio::select! {
+            () = self.stopped() => {}
+            _ = removed.wait_for(|gone| *gone) => {}
+        }
+    }
+}
+
+/// A listener the daemon runs, and the switch that ends its accept loop.
+pub struct Listening {
+    /// What it serves.
+    pub endpoint: Endpoint,
+    /// `true` ends the accept loop (the listener closes; its connections go on).
+    pub remove: watch::Sender<bool>,
+    /// Added through the control socket rather than by the configuration.
+    pub at_run_time: bool,
+    /// Disconnected once the accept loop has ended and dropped its listener.
+    pub ended: std::sync::mpsc::Receiver<()>,
 }
 
 /// A service or forward as status shows it.
@@ -78,6 +103,44 @@ pub struct Endpoint {
     pub target: Option<SocketAddr>,
     /// Its linger mode.
     pub linger: LingerMode,
+    /// Turns `true` when it is removed at run time.
+    pub removed: watch::Receiver<bool>,
+}
+
+impl Endpoint {
+    /// A new endpoint, and the switch that removes it.
+    pub fn new(
+        kind: &'static str,
+        listen: SocketAddr,
+        target: Option<SocketAddr>,
+        linger: LingerMode,
+    ) -> (Endpoint, watch::Sender<bool>) {
+        let (remove, removed) = watch::channel(false);
+        let endpoint = Endpoint {
+            kind,
+            listen,
+            target,
+            linger,
+            removed,
+        };
+        (endpoint, remove)
+    }
+
+    /// True for a forward (inbound or outbound).
+    pub fn is_forward(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// The forward as a `--forward` spec (`in:0.0.0.0:8080=127.0.0.1:80,graceful`).
+    pub fn spec(&self) -> String {
+        let dir = if self.kind == "forward-out" {
+            "out"
+        } else {
+            "in"
+        };
+        let target = self.target.map(|t| t.to_string()).unwrap_or_default();
+        format!("{dir}:{}={target},{}", self.listen, self.linger)
+    }
 }
 
 /// The live connections, by serial number.
@@ -135,6 +198,8 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// The address it connected to.
     pub local: SocketAddr,
+    /// Where the service or forward that took it listens (to count a forward's connections).
+    pub listen: SocketAddr,
     /// The stack socket's two ends (local, remote), to find it among the stack's sockets.
     pub stack_ends: (SocketAddr, SocketAddr),
     /// Where a forward connects.
@@ -157,6 +222,7 @@ impl Conn {
             kind: endpoint.kind,
             peer,
             local,
+            listen: endpoint.listen,
             stack_ends: (local, peer),
             target: endpoint.target,
             linger: endpoint.linger,
@@ -186,12 +252,18 @@ impl Conn {
     pub async fn close(&self, shared: &Shared, stream: TcpStream, linger: LingerMode, why: &str) {
         let _ = stream.set_linger(linger.linger());
         let outcome = stream.close().await;
+        let (bytes_in, bytes_out) = (
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        );
+        // The fields are for `--log-format json`; the text line says the same in words.
         log::info!(
+            conn = self.serial, service = self.kind, peer:% = self.peer, bytes_in, bytes_out;
             "{}: {why}; closed: {} ({} bytes in, {} out, {:.1} s)",
             self.label(),
             describe_close(&outcome),
-            self.bytes_in.load(Ordering::Relaxed),
-            self.bytes_out.load(Ordering::Relaxed),
+            bytes_in,
+            bytes_out,
             self.opened.elapsed().as_secs_f64()
         );
         shared.registry.remove(self.serial);
@@ -295,7 +367,63 @@ pub enum Handler {
     ForwardIn,
 }
 
-/// Accept on `listener` until the daemon stops; each connection becomes a task. A permit of
+/// A bound listener, ready to serve.
+pub enum Bound {
+    /// On the stack: a service or an inbound forward.
+    Stack(TcpListener, Handler),
+    /// On the host: an outbound forward.
+    Host(tokio::net::TcpListener),
+}
+
+/// Serve `bound` for `endpoint`: log it, list it (status, `ctl forwards`) with its `remove`
+/// switch, and spawn its accept loop on the runtime.
+pub fn launch(
+    shared: &Arc<Shared>,
+    bound: Bound,
+    (endpoint, remove): (Endpoint, watch::Sender<bool>),
+    at_run_time: bool,
+) {
+    match &bound {
+        Bound::Stack(..) => log::info!(
+            "{} listening on {}{} (linger {})",
+            endpoint.kind,
+            endpoint.listen,
+            endpoint
+                .target
+                .map(|t| format!(" -> {t}"))
+                .unwrap_or_default(),
+            endpoint.linger
+        ),
+        Bound::Host(_) => log::info!(
+            "forward-out listening on host {} -> {} (linger {})",
+            endpoint.listen,
+            endpoint.target.map(|t| t.to_string()).unwrap_or_default(),
+            endpoint.linger
+        ),
+    }
+    let (ending, ended) = std::sync::mpsc::channel();
+    if let Ok(mut eps) = shared.endpoints.lock() {
+        eps.push(Listening {
+            endpoint: endpoint.clone(),
+            remove,
+            at_run_time,
+            ended,
+        });
+    }
+    let shared = shared.clone();
+    shared.runtime.clone().spawn(async move {
+        match bound {
+            Bound::Stack(listener, handler) => {
+                accept_loop(shared, listener, endpoint, handler).await
+            }
+            Bound::Host(listener) => forward::accept_host(shared, listener, endpoint).await,
+        }
+        // The loop has returned, so its listener is dropped.
+        drop(ending);
+    });
+}
+
+/// Accept on `listener` until the daemon stops or the endpoint is removed; each connection becomes a task. A permit of
 /// `shared.slots` is taken before each accept: at `max_connections` the loop waits, the
 /// listener's small queue fills, and further SYNs go unanswered until a connection ends.
 pub async fn accept_loop(
@@ -320,7 +448,7 @@ pub async fn accept_loop(
                         Ok(p) => p,
                         Err(_) => break,
                     },
-                    () = shared.stopped() => break,
+                    () = shared.closed(&endpoint) => break,
                 }
             }
         };
@@ -337,7 +465,7 @@ pub async fn accept_loop(
                     continue;
                 }
             },
-            () = shared.stopped() => break,
+            () = shared.closed(&endpoint) => break,
         };
         let local = stream.local_addr().unwrap_or(endpoint.listen);
         let conn = shared.registry.add(Conn::accepted(&endpoint, peer, local));

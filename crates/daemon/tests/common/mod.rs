@@ -28,6 +28,18 @@ impl DaemonProc {
 
     /// As [`DaemonProc::start`], with the log level given (`warn` keeps big runs quiet).
     pub fn start_logging(net: &TapNet, name: &str, level: &str, extra: &[&str]) -> DaemonProc {
+        DaemonProc::start_in(net.ns().name(), net, name, level, extra)
+    }
+
+    /// As [`DaemonProc::start_logging`], with the daemon run in the namespace `exec_ns`
+    /// (with `--netns`, the TAP of `net` can still be its link).
+    pub fn start_in(
+        exec_ns: &str,
+        net: &TapNet,
+        name: &str,
+        level: &str,
+        extra: &[&str],
+    ) -> DaemonProc {
         let dir = lingerstack_testkit::captures_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let control = std::env::temp_dir().join(format!("lsd-{}.sock", net.ns().name()));
@@ -38,7 +50,7 @@ impl DaemonProc {
         let mut args = vec![
             "netns",
             "exec",
-            net.ns().name(),
+            exec_ns,
             BIN,
             "run",
             "--tap",
@@ -131,6 +143,36 @@ impl DaemonProc {
         );
         let v = serde_json::from_slice(&out.stdout).expect("status --json prints JSON");
         (v, took)
+    }
+
+    /// `lingerstackd ctl --control <its socket> ARGS...`: exit status, stdout, stderr.
+    pub fn ctl(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(BIN)
+            .arg("ctl")
+            .arg("--control")
+            .arg(&self.control)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `lingerstackd ctl --json ARGS...` that must succeed: its JSON answer.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let (code, out, err) = self.ctl(&full);
+        assert_eq!(
+            code,
+            Some(0),
+            "ctl {args:?} failed: {err}\n{}",
+            self.log_text()
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ctl {args:?}: not JSON ({e}): {out}"))
     }
 
     /// Names of the daemon's threads (`ip netns exec` execs the daemon: same pid).
