@@ -4,14 +4,15 @@
 //! The kernel's raw ICMP sockets see each reply (its own view), and the kernel-side capture
 //! shows each reply leaving the stack: the stack's MAC and address as the source, the request's
 //! identifier, sequence number and data. Every face (Rust sockets, Winsock facade, daemon) runs
-//! this one engine, so this holds for all of them; the daemon's test pings it once more.
+//! this one engine, so this holds for all of them; the daemon's test pings it once more. (The
+//! engine's other wire tests are in `tap_engine.rs`.)
 //!
-//! Run as root: `cargo nextest run -p lingerstack-stack --test tap_icmp`.
+//! Run as root: `cargo nextest run -p lingerstack --test tap_icmp`.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use lingerstack_stack::DeviceOptions;
+use lingerstack::stack::DeviceOptions;
 use lingerstack_testkit::icmp::{self, Echo};
 use lingerstack_testkit::{Capture, Dir, TapNet, require_tap, stack_config, start_stack};
 
