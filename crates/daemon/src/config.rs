@@ -1498,6 +1498,59 @@ mod tests {
     }
 
     #[test]
+    fn netns_and_log_format_from_file_and_flags() {
+        let dir = std::env::temp_dir().join(format!("lsd-cfg-ns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ns.toml");
+        std::fs::write(
+            &path,
+            "tap = \"ls9\"\nipv4 = \"10.1.0.2/24\"\nnetns = \"guest\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let from_file = resolve(Settings {
+            config: Some(path.clone()),
+            log_level: Some("warn".into()),
+            ..Settings::default()
+        })
+        .unwrap();
+        assert_eq!(from_file.netns, Some(NetnsTarget::Name("guest".into())));
+        assert_eq!(from_file.log_format, LogFormat::Json);
+        let flags_win = resolve(Settings {
+            config: Some(path.clone()),
+            netns: Some("1234".into()),
+            log_format: Some("text".into()),
+            log_level: Some("warn".into()),
+            ..Settings::default()
+        })
+        .unwrap();
+        assert_eq!(flags_win.netns, Some(NetnsTarget::Pid(1234)));
+        assert_eq!(flags_win.log_format, LogFormat::Text);
+        let defaults = resolve(flags()).unwrap();
+        assert_eq!(
+            (defaults.netns, defaults.log_format),
+            (None, LogFormat::Text)
+        );
+        for (netns, format, needle) in [
+            (Some(""), None, "--netns \"\""),
+            (
+                None,
+                Some("yaml"),
+                "--log-format \"yaml\": expected text or json",
+            ),
+        ] {
+            let e = resolve(Settings {
+                netns: netns.map(String::from),
+                log_format: format.map(String::from),
+                ..flags()
+            })
+            .unwrap_err()
+            .0;
+            assert!(e.contains(needle), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn file_then_flags_win() {
         let dir = std::env::temp_dir().join(format!("lsd-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

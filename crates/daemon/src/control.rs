@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -111,10 +112,41 @@ fn answer(shared: &Arc<Shared>, mut stream: UnixStream) {
     let _ = BufReader::new(&mut stream).take(256).read_line(&mut line);
     let answer = match line.trim() {
         "status" | "" => status(shared).to_string(),
-        other => crate::ctl::answer(shared, other).to_string(),
+        other => crate::ctl::answer(shared, other, may_change(&stream)).to_string(),
     };
     let _ = stream.write_all(answer.as_bytes());
     let _ = stream.write_all(b"\n");
+}
+
+/// Whether the client may change the daemon (add or remove forwards): only root or the
+/// daemon's own user. Members of `control_group` may look (status, lists) but not change.
+fn may_change(stream: &UnixStream) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let own = unsafe { libc::geteuid() };
+    peer_uid(stream).is_some_and(|uid| uid == 0 || uid == own)
+}
+
+/// The user id of the process at the other end of `stream`, as the kernel recorded it at
+/// connect (SO_PEERCRED).
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the descriptor is open for the call; getsockopt writes at most `len` bytes into
+    // `cred`, a ucred that outlives the call, and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize == std::mem::size_of::<libc::ucred>()).then_some(cred.uid)
 }
 
 /// Bind the metrics endpoint.
@@ -566,4 +598,18 @@ pub fn mac_string(m: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_is_known_by_its_user_id() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let own = unsafe { libc::geteuid() };
+        assert_eq!(peer_uid(&a), Some(own));
+        assert!(may_change(&a), "the daemon's own user may change it");
+    }
 }

@@ -66,12 +66,17 @@ enum Verb {
     },
 }
 
-/// The daemon's side: answer one request line that is not `status`.
-pub fn answer(shared: &Arc<Shared>, line: &str) -> Value {
+/// The daemon's side: answer one request line that is not `status`. `may_change` is false for
+/// a client that may only look (not root, not the daemon's user).
+pub fn answer(shared: &Arc<Shared>, line: &str, may_change: bool) -> Value {
     let (verb, arg) = line
         .split_once(char::is_whitespace)
         .map_or((line, ""), |(v, a)| (v, a.trim()));
     let result = match verb {
+        "add-forward" | "remove-forward" if !may_change => Err(format!(
+            "{verb}: refused: only root or the daemon's own user may change it (the control \
+             group may only look)"
+        )),
         "forwards" => Ok(json!({ "forwards": forwards(shared) })),
         "connections" => Ok(json!({ "connections": control::connections(shared) })),
         "add-forward" => add_forward(shared, arg),

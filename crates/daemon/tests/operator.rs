@@ -8,6 +8,8 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -59,6 +61,34 @@ fn echo_target_at(ns: &Netns, addr: SocketAddr) -> SocketAddr {
         }
     });
     addr
+}
+
+/// Send `line` to the control socket `control` from a thread running as user 65534 in group
+/// 1: a member of the control group (`--control-group 1`) who is neither root nor the daemon's
+/// user. Returns the daemon's JSON answer.
+fn ask_as_group_member(control: &Path, line: &str) -> Value {
+    let (control, line) = (control.to_path_buf(), line.to_string());
+    std::thread::spawn(move || {
+        // Raw syscalls change the credentials of this thread only (glibc's wrappers would
+        // change every thread's); the kernel records them at connect for SO_PEERCRED.
+        // SAFETY: plain syscalls with integer arguments (and no group list), affecting only
+        // this thread, which ends right after.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+                0
+            );
+            assert_eq!(libc::syscall(libc::SYS_setresgid, 1, 1, 1), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
+        }
+        let mut s = UnixStream::connect(&control).expect("the control group may connect");
+        s.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        serde_json::from_str(text.trim()).unwrap()
+    })
+    .join()
+    .unwrap()
 }
 
 /// The replies the stack sent for a ping, as the kernel-side capture saw them.
@@ -253,7 +283,8 @@ fn json_log_lines_parse() {
     assert!(closed["fields"]["conn"].is_u64(), "{closed}");
 }
 
-/// The control verbs end to end: list, add (a kernel client then reaches the target through
+/// The control verbs end to end: list (also for the control group, which may not change
+/// anything), add (a kernel client then reaches the target through
 /// the new forward, both directions), the errors, list connections, remove (the port then
 /// refuses with a RST on the wire while the open connection goes on).
 #[test]
@@ -268,7 +299,14 @@ fn ctl_adds_lists_and_removes_forwards() {
     let d = DaemonProc::start(
         &net,
         "ctl",
-        &["--service", "echo:7", "--forward", &config_forward],
+        &[
+            "--service",
+            "echo:7",
+            "--forward",
+            &config_forward,
+            "--control-group",
+            "1",
+        ],
     );
     let stack = |port| SocketAddr::new(net.stack_v4().into(), port);
 
@@ -276,6 +314,17 @@ fn ctl_adds_lists_and_removes_forwards() {
     let forwards = list["forwards"].as_array().unwrap();
     assert_eq!(forwards.len(), 1, "{list}");
     assert_eq!(forwards[0]["origin"], "config");
+
+    // The control group may look but not change.
+    assert_eq!(ask_as_group_member(&d.control, "forwards"), list);
+    let refused = ask_as_group_member(&d.control, "remove-forward in:8081");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused")),
+        "{refused}"
+    );
+    assert_eq!(d.ctl_json(&["forwards"]), list, "nothing changed");
 
     // add-forward in: a kernel client over the TAP reaches the target through it.
     let target = echo_target(net.ns());
