@@ -467,11 +467,15 @@ pub fn render(v: &Value) -> String {
     line(
         &mut out,
         format!(
-            "interface  {} ({}), mtu {}, mac {}",
+            "interface  {} ({}), mtu {}, mac {}{}",
             s(&i["name"]),
             s(&i["link"]),
             s(&i["mtu"]),
-            s(&i["mac"])
+            s(&i["mac"]),
+            i["netns"]
+                .as_str()
+                .map(|n| format!(", in network namespace {n}"))
+                .unwrap_or_default()
         ),
     );
     let list = |x: &Value| {

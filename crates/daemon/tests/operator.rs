@@ -188,6 +188,11 @@ fn netns_opens_the_tap_there_and_keeps_host_sockets_home() {
         "{}",
         d.log_text()
     );
+    let (_, text, _) = d.ctl(&["status"]);
+    assert!(
+        text.contains(&format!("in network namespace {}", net.ns().name())),
+        "{text}"
+    );
 
     let trace = capture.stop();
     trace.assert_no_drops();
