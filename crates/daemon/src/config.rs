@@ -38,8 +38,9 @@ pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(600);
 /// Default time between unanswered keep-alive probes (Windows' value).
 pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
-/// Default path of the control socket.
-pub const DEFAULT_CONTROL: &str = "/run/lingerstackd.sock";
+/// Default path of the control socket: inside the daemon's own runtime directory, the one a
+/// systemd unit's `RuntimeDirectory=lingerstackd` creates (and the daemon creates if missing).
+pub const DEFAULT_CONTROL: &str = "/run/lingerstackd/lingerstackd.sock";
 /// Default MAC of the stack (locally administered, unicast).
 pub const DEFAULT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 /// Largest `max_connections` accepted.
@@ -352,12 +353,17 @@ pub struct Settings {
     /// Log to this file instead of stderr (SIGHUP reopens it).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// Control socket for `lingerstackd status` (/run/lingerstackd.sock by default).
+    /// Control socket for `lingerstackd status` (/run/lingerstackd/lingerstackd.sock by default).
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
     /// Group (name or number) allowed to use the control socket (mode 0660; else 0600).
     #[arg(long, value_name = "GROUP")]
     pub control_group: Option<Text>,
+    /// Write a line to this open file descriptor once ready, then close it (for supervisors
+    /// other than systemd; flag only).
+    #[arg(long, value_name = "FD")]
+    #[serde(skip)]
+    pub ready_fd: Option<i32>,
     /// Prometheus text endpoint on a loopback address (127.0.0.1:9102).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
