@@ -38,3 +38,9 @@ install_pinned() {
 }
 install_pinned cargo-deb 3.8.0 deb
 install_pinned cargo-c 0.10.24+cargo-0.98.0 cinstall
+
+# The declared minimum Rust (rust-version in Cargo.toml), for scripts/test.sh's MSRV check.
+msrv="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "${BASH_SOURCE[0]}")/../Cargo.toml")"
+if command -v rustup >/dev/null && ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+    rustup toolchain install "$msrv" --profile minimal
+fi
