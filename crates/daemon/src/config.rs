@@ -759,7 +759,7 @@ pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
             format!("a Unix socket path is at most {MAX_UNIX_PATH} bytes"),
         ));
     }
-    check_parent("--control / control", &control)?;
+    check_control_parent("--control / control", &control)?;
 
     let metrics = pick(flags.metrics, "--metrics", file.metrics, fp, "metrics")
         .map(|(o, v)| {
@@ -1020,6 +1020,24 @@ fn check_ifname(origin: &str, name: &str) -> Result<(), ConfigError> {
             .any(|c| c == '/' || c.is_whitespace() || c == '\0' || c == ':')
     {
         return Err(bad(origin, name, "not a valid interface name"));
+    }
+    Ok(())
+}
+
+/// The control socket's directory is created at the start when missing (the default one,
+/// /run/lingerstackd/, exists beforehand only under a systemd unit), so only a parent that
+/// exists as something other than a directory is an error.
+fn check_control_parent(origin: &str, path: &Path) -> Result<(), ConfigError> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent
+        && parent.exists()
+        && !parent.is_dir()
+    {
+        return Err(bad(
+            origin,
+            &path.display().to_string(),
+            format!("{} is not a directory", parent.display()),
+        ));
     }
     Ok(())
 }
