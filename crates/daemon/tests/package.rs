@@ -1,7 +1,7 @@
 //! The Debian package, built and taken apart: `cargo deb` packages the binary this suite built,
 //! `dpkg-deb -x` unpacks it into a temporary root, and the files, the conffile and the systemd
 //! unit are checked (the unit with `systemd-analyze verify`). Then the unpacked binary runs:
-//! `--help`, `--version`, and a real run on a TAP in a private namespace with the packaged
+//! `--help`, `--version`, the demo against the kernel, and a real run on a TAP in a private namespace with the packaged
 //! config file, a datagram socket standing in for systemd (`NOTIFY_SOCKET`) and a pipe as its
 //! `--ready-fd`. The kernel of the namespace then echoes through it, seen in a kernel-side
 //! capture.
@@ -262,6 +262,17 @@ fn package_unpacks_runs_and_notifies() {
     assert_eq!(
         version.trim(),
         format!("lingerstackd {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    // The demo comes with the package, its kernel side included (no test kit): the three close
+    // modes against the kernel of its own namespace, checked by the demo from its capture.
+    let demo = run(Command::new(&bin)
+        .arg("demo")
+        .arg("--pcap")
+        .arg(tmp.join("demo.pcap")));
+    assert!(
+        demo.contains("result: OK") && demo.contains("the Linux kernel is the client"),
+        "{demo}"
     );
 
     // The real run. systemd's socket is a path: an abstract one would live in the host's
