@@ -61,6 +61,7 @@ package:
     cargo deb -p lingerstack-daemon --no-build -o "{{target_dir}}/dist/"
     rm -rf "{{target_dir}}/dist/capi"
     cargo cinstall --locked -p lingerstack-wsp-capi --prefix=/usr --libdir=/usr/lib --destdir="{{target_dir}}/dist/capi"
+    find "{{target_dir}}/dist/capi" -type f -name 'liblingerstack_wsp.*' -exec strip --strip-debug {} +
     version="$(cargo pkgid -p lingerstack-wsp-capi | sed 's/.*[#@]//')" && \
         tar -C "{{target_dir}}/dist/capi" -czf "{{target_dir}}/dist/liblingerstack_wsp-$version-$(uname -m)-linux-gnu.tar.gz" usr
     @ls -l "{{target_dir}}/dist"
