@@ -128,11 +128,11 @@ pub fn ready(status: &str) {
     send(&format!("READY=1\nSTATUS={status}\n"));
     let Some(n) = NOTIFIER.get() else { return };
     let fd = n.ready_fd.lock().ok().and_then(|mut f| f.take());
-    if let Some(mut file) = fd {
-        if let Err(e) = file.write_all(READY_LINE.as_bytes()) {
-            log::warn!("writing to the --ready-fd descriptor: {e}");
-        }
-        // Dropping the file closes the descriptor: the reader sees EOF after the line.
+    // Dropping the file at the end closes the descriptor: the reader sees EOF after the line.
+    if let Some(mut file) = fd
+        && let Err(e) = file.write_all(READY_LINE.as_bytes())
+    {
+        log::warn!("writing to the --ready-fd descriptor: {e}");
     }
 }
 

@@ -340,10 +340,8 @@ fn package_unpacks_runs_and_notifies() {
 
     // SIGTERM: STOPPING=1 with the reason, then a clean exit.
     // SAFETY: kill(2) on the child we spawned (`ip netns exec` execs in place: same pid).
-    assert_eq!(
-        unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) },
-        0
-    );
+    let rc = unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
     collect(&notify, &mut got, "STOPPING=1", Duration::from_secs(10));
     let stopping = got.last().unwrap();
     assert!(
