@@ -371,3 +371,22 @@ fn package_unpacks_runs_and_notifies() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `cargo install --path crates/daemon` builds what the daemon's normal dependencies are: the
+/// test kit must not be one of them (the demo's kernel side is the daemon's own code).
+#[test]
+fn the_installed_daemon_does_not_build_the_test_kit() {
+    let tree = run(Command::new("cargo")
+        .current_dir(workspace())
+        .args([
+            "tree",
+            "--locked",
+            "-p",
+            "lingerstack-daemon",
+            "-e",
+            "normal",
+        ])
+        .args(["--prefix", "none"]));
+    assert!(tree.contains("lingerstack-stack v"), "{tree}");
+    assert!(!tree.contains("lingerstack-testkit"), "{tree}");
+}
