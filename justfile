@@ -50,3 +50,18 @@ bench *args="--quick":
 # (root): its thread count and memory per connection (the figures of docs/performance.md).
 daemon-scale conns="10000":
     LINGERSTACK_REQUIRE_TAP=1 LINGERSTACK_DAEMON_CONNS={{conns}} cargo nextest run -p lingerstack-daemon --test scale --no-capture holds_idle_echo_connections_on_a_few_threads
+
+# The release artifacts, from a clean clone (needs cargo-deb and cargo-c: scripts/setup.sh):
+# the Debian package of lingerstackd and the C library bundle (the /usr tree `cargo cinstall`
+# makes: liblingerstack_wsp.so.0 and .a, lingerstack_wsp.pc, lingerstack/ws2spi.h), both in
+# target/dist/. The man pages and completions are generated from the CLI first.
+package:
+    cargo build --release --locked -p lingerstack-daemon
+    "{{target_dir}}/release/lingerstackd" generate-assets "{{target_dir}}/release/assets"
+    cargo deb -p lingerstack-daemon --no-build -o "{{target_dir}}/dist/"
+    rm -rf "{{target_dir}}/dist/capi"
+    cargo cinstall --locked -p lingerstack-wsp-capi --prefix=/usr --libdir=/usr/lib --destdir="{{target_dir}}/dist/capi"
+    find "{{target_dir}}/dist/capi" -type f -name 'liblingerstack_wsp.*' -exec strip --strip-debug {} +
+    version="$(cargo pkgid -p lingerstack-wsp-capi | sed 's/.*[#@]//')" && \
+        tar -C "{{target_dir}}/dist/capi" -czf "{{target_dir}}/dist/liblingerstack_wsp-$version-$(uname -m)-linux-gnu.tar.gz" usr
+    @ls -l "{{target_dir}}/dist"

@@ -10,7 +10,8 @@
 # Extra arguments go to the test runner (e.g. a filter).
 #
 # nextest does not run doctests, so the documentation's examples (the Rust API's among them,
-# on the in-memory link) run afterwards with `cargo test --doc`, skipped when a filter is given.
+# on the in-memory link) run afterwards with `cargo test --doc`, skipped when a filter is given,
+# as is the check that the declared minimum Rust (rust-version) still compiles the workspace.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,5 +24,18 @@ if [ "$#" -eq 0 ]; then
     cargo test --doc --workspace --all-features 2>&1 | tee "$log" || status=$?
     awk '/^test result:/ { p += $4; f += $6 } END { printf "doctests: %d passed, %d failed\n", p, f }' "$log"
     rm -f "$log"
+    # The declared minimum Rust still compiles everything (rust-version in Cargo.toml).
+    # Without rustup (a distribution's cargo) it is skipped loudly, or fails under CI's
+    # LINGERSTACK_REQUIRE_TAP=1, where scripts/setup.sh has installed the toolchain.
+    msrv="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"
+    if cargo "+$msrv" --version >/dev/null 2>&1; then
+        echo "MSRV check: cargo +$msrv check"
+        cargo "+$msrv" check --workspace --all-targets --all-features --locked || status=$?
+    elif [ "${LINGERSTACK_REQUIRE_TAP:-}" = 1 ]; then
+        echo "MSRV check: Rust $msrv is not installed (rustup toolchain install $msrv)" >&2
+        status=1
+    else
+        echo "*** SKIP MSRV check: Rust $msrv is not installed ***" >&2
+    fi
 fi
 exit "$status"

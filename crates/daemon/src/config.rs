@@ -41,8 +41,9 @@ pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(600);
 /// Default time between unanswered keep-alive probes (Windows' value).
 pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
-/// Default path of the control socket.
-pub const DEFAULT_CONTROL: &str = "/run/lingerstackd.sock";
+/// Default path of the control socket: inside the daemon's own runtime directory, the one a
+/// systemd unit's `RuntimeDirectory=lingerstackd` creates (and the daemon creates if missing).
+pub const DEFAULT_CONTROL: &str = "/run/lingerstackd/lingerstackd.sock";
 /// Default MAC of the stack (locally administered, unicast).
 pub const DEFAULT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 /// Largest `max_connections` accepted.
@@ -367,12 +368,18 @@ pub struct Settings {
     /// fields).
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
-    /// Control socket for `lingerstackd status` and `ctl` (/run/lingerstackd.sock by default).
+    /// Control socket for `lingerstackd status` and `ctl` (/run/lingerstackd/lingerstackd.sock
+    /// by default).
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
     /// Group (name or number) allowed to use the control socket (mode 0660; else 0600).
     #[arg(long, value_name = "GROUP")]
     pub control_group: Option<Text>,
+    /// Write a line to this open file descriptor once ready, then close it (for supervisors
+    /// other than systemd; flag only).
+    #[arg(long, value_name = "FD")]
+    #[serde(skip)]
+    pub ready_fd: Option<i32>,
     /// Prometheus text endpoint on a loopback address (127.0.0.1:9102).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
@@ -781,7 +788,7 @@ pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
             format!("a Unix socket path is at most {MAX_UNIX_PATH} bytes"),
         ));
     }
-    check_parent("--control / control", &control)?;
+    check_control_parent("--control / control", &control)?;
 
     let metrics = pick(flags.metrics, "--metrics", file.metrics, fp, "metrics")
         .map(|(o, v)| {
@@ -1059,6 +1066,24 @@ fn check_ifname(origin: &str, name: &str) -> Result<(), ConfigError> {
             .any(|c| c == '/' || c.is_whitespace() || c == '\0' || c == ':')
     {
         return Err(bad(origin, name, "not a valid interface name"));
+    }
+    Ok(())
+}
+
+/// The control socket's directory is created at the start when missing (the default one,
+/// /run/lingerstackd/, exists beforehand only under a systemd unit), so only a parent that
+/// exists as something other than a directory is an error.
+fn check_control_parent(origin: &str, path: &Path) -> Result<(), ConfigError> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent
+        && parent.exists()
+        && !parent.is_dir()
+    {
+        return Err(bad(
+            origin,
+            &path.display().to_string(),
+            format!("{} is not a directory", parent.display()),
+        ));
     }
     Ok(())
 }

@@ -45,6 +45,7 @@ pub fn bind_control(path: &Path, group: Option<u32>) -> Result<UnixListener, Str
         }
         std::fs::remove_file(path).map_err(|e| fail("removing the stale file: ", e))?;
     }
+    create_parent(path).map_err(|e| fail("creating its directory: ", e))?;
     let staging = staging_path(path);
     let _ = std::fs::remove_file(&staging);
     let listener = UnixListener::bind(&staging).map_err(|e| fail("", e))?;
@@ -54,6 +55,16 @@ pub fn bind_control(path: &Path, group: Option<u32>) -> Result<UnixListener, Str
         return Err(fail("setting its mode or group: ", e));
     }
     Ok(listener)
+}
+
+/// Create the socket's directory (mode 0755) when it is missing: the default path is in
+/// /run/lingerstackd/, which a systemd unit's `RuntimeDirectory=` makes, but a daemon started
+/// by hand must make itself.
+fn create_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) if !dir.exists() => std::fs::create_dir_all(dir),
+        _ => Ok(()),
+    }
 }
 
 /// A short temporary name next to `path` (a Unix socket path is at most 107 bytes).

@@ -251,6 +251,7 @@ impl Daemon {
             match events.recv_timeout(TICK) {
                 Ok(Event::Stop(name)) => {
                     log::info!("{name}: stopping");
+                    crate::notify::stopping(&format!("{name}: draining"));
                     self.drain();
                     return EXIT_OK;
                 }
@@ -266,6 +267,7 @@ impl Daemon {
                     "TAP device {} failed ({why}): it was removed or went away; exiting",
                     self.shared.config.tap
                 );
+                crate::notify::stopping(&format!("TAP device failed: {why}"));
                 self.close_listeners();
                 self.remove_control();
                 return EXIT_LINK_DOWN;
@@ -286,6 +288,10 @@ impl Daemon {
             shared.registry.len(),
             drain.as_secs_f64()
         );
+        crate::notify::status(&format!(
+            "draining: {} connection(s) closing",
+            shared.registry.len()
+        ));
         self.close_listeners();
         // Wait for the closes (a lingering one takes up to its linger time).
         while !shared.registry.is_empty() && Instant::now() < deadline {

@@ -11,6 +11,7 @@
 //!
 //! See docs/daemon.md for the configuration reference.
 
+mod assets;
 mod config;
 mod control;
 mod ctl;
@@ -19,15 +20,16 @@ mod demo;
 mod link;
 mod logging;
 mod netns;
+mod notify;
 mod services;
 mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::config::{DEFAULT_CONTROL, Settings};
+use crate::config::{Config, DEFAULT_CONTROL, Settings};
 use crate::daemon::{Daemon, EXIT_CONFIG, EXIT_START};
 
 /// The lingerstack daemon.
@@ -67,6 +69,12 @@ enum Command {
     /// The demo's kernel client, run by the demo inside its namespace.
     #[command(hide = true)]
     DemoPeer(demo::netns::PeerArgs),
+    /// Write the man pages and shell completions into DIR (for packagers).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where to write `man/` and `completions/`.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -105,10 +113,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::GenerateAssets { dir } => match assets::generate(Cli::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lingerstackd generate-assets {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-fn run(settings: Settings) -> u8 {
+fn run(mut settings: Settings) -> u8 {
+    // The readiness descriptor is the process's, not the service's: it stays out of Config.
+    let ready_fd = settings.ready_fd.take();
+    if let Some(Err(e)) = ready_fd.map(notify::check_ready_fd) {
+        eprintln!("lingerstackd: configuration error: {e}");
+        return EXIT_CONFIG;
+    }
     let config = match config::resolve(settings) {
         Ok(c) => c,
         Err(e) => {
@@ -127,6 +148,7 @@ fn run(settings: Settings) -> u8 {
             return EXIT_START;
         }
     };
+    notify::init(ready_fd);
     if config.services.is_empty() && config.forwards.is_empty() {
         log::warn!("no services and no forwards configured: the stack only answers ARP and ND");
     }
@@ -146,6 +168,7 @@ fn run(settings: Settings) -> u8 {
             return EXIT_START;
         }
     };
+    let status = ready_status(&config);
     let daemon = match Daemon::start(config, tap, true, log_file) {
         Ok(d) => d,
         Err(e) => {
@@ -154,5 +177,22 @@ fn run(settings: Settings) -> u8 {
             return EXIT_START;
         }
     };
+    // Everything is bound (TAP, services, control socket): tell the supervisor.
+    notify::ready(&status);
+    let stack = daemon.shared.stack.clone();
+    if let Err(e) = notify::spawn_watchdog(std::sync::Arc::new(move || stack.counters().is_ok())) {
+        log::error!("starting the watchdog thread: {e}");
+    }
     daemon.run(&rx)
+}
+
+/// The status line a supervisor shows once the daemon is up.
+fn ready_status(config: &Config) -> String {
+    format!(
+        "serving on {} ({}): {} service(s), {} forward(s)",
+        config.tap,
+        config.addresses().join(", "),
+        config.services.len(),
+        config.forwards.len()
+    )
 }

@@ -95,8 +95,9 @@ impl Trace {
     }
 }
 
-/// Read a classic pcap (little-endian, microseconds, Ethernet) as the daemon writes it; frames
-/// from `own_mac` count as sent by lingerstack. Frames that are not IPv4 TCP are skipped.
+/// Read a classic pcap (little-endian, Ethernet) as the daemon writes it: nanosecond
+/// timestamps (the engine's writer) or microsecond ones (older files); frames from `own_mac`
+/// count as sent by lingerstack. Frames that are not IPv4 TCP are skipped.
 pub fn read_pcap(path: &Path, own_mac: [u8; 6]) -> Result<Trace, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let u32_at = |at: usize| -> u32 {
@@ -105,9 +106,16 @@ pub fn read_pcap(path: &Path, own_mac: [u8; 6]) -> Result<Trace, String> {
             .and_then(|b| b.try_into().ok())
             .map_or(0, u32::from_le_bytes)
     };
-    if bytes.len() < 24 || u32_at(0) != 0xa1b2_c3d4 {
+    // Nanoseconds per unit of the timestamp's fraction field, by the file's magic number.
+    let fraction_ns = match u32_at(0) {
+        _ if bytes.len() < 24 => 0,
+        0xa1b2_3c4d => 1,
+        0xa1b2_c3d4 => 1000,
+        _ => 0,
+    };
+    if fraction_ns == 0 {
         return Err(format!(
-            "{}: not a little-endian microsecond pcap",
+            "{}: not a little-endian classic pcap",
             path.display()
         ));
     }
@@ -115,7 +123,8 @@ pub fn read_pcap(path: &Path, own_mac: [u8; 6]) -> Result<Trace, String> {
     let mut first = None;
     let mut at = 24;
     while at + 16 <= bytes.len() {
-        let time = Duration::new(u64::from(u32_at(at)), u32_at(at + 4).min(999_999) * 1000);
+        let nanos = u32_at(at + 4).saturating_mul(fraction_ns).min(999_999_999);
+        let time = Duration::new(u64::from(u32_at(at)), nanos);
         let len = u32_at(at + 8) as usize;
         let Some(frame) = bytes.get(at + 16..at + 16 + len) else {
             break;
