@@ -51,7 +51,7 @@ impl Env {
         let name = net.tap_name().to_string();
         let link = net
             .ns()
-            .run(move || TapLink::open(&name))
+            .run(move || TapLink::open_with(&name, lingerstack_testkit::tap_options()))
             .expect("open the TAP inside the namespace");
         let faults = FaultConfig::default();
         let config = ProviderConfig {
