@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what lingerstack's demo and tests use on a fresh Debian machine with Rust:
 # iproute2 (namespaces, TAP devices), tshark (reading captures), valgrind and a C/C++ compiler
-# (the C ABI tests), cargo-nextest (the runner).
+# (the C ABI tests), ethtool (the offload forwarding test), cargo-nextest (the runner).
 # Idempotent: what is installed already is left alone, so it costs nothing the second time.
 # Without root it installs nothing and says what is missing (TAP tests then skip loudly).
 set -euo pipefail
 
-packages=(iproute2 tshark valgrind gcc g++)
+packages=(iproute2 tshark valgrind gcc g++ ethtool)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
