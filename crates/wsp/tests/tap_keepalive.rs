@@ -56,8 +56,8 @@ impl Env {
         let faults = FaultConfig::default();
         let config = ProviderConfig {
             device: DeviceOptions {
-                pcap: None,
                 faults: faults.clone(),
+                ..DeviceOptions::default()
             },
             cleanup_grace: Duration::from_millis(300),
             ..ProviderConfig::new(stack_config(&net))

@@ -217,7 +217,7 @@ pub fn mtu_segment_size(frame: &[u8], mtu: usize) -> Option<u16> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{
@@ -226,7 +226,7 @@ mod tests {
     };
 
     /// An Ethernet/IPv4/TCP frame with `payload` and a full checksum.
-    fn tcp_frame(payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn tcp_frame(payload: &[u8]) -> Vec<u8> {
         let (src, dst) = (Ipv4Address::new(10, 0, 0, 1), Ipv4Address::new(10, 0, 0, 2));
         let tcp = TcpRepr {
             src_port: 4000,
