@@ -55,7 +55,8 @@ pub trait Link: Send + 'static {
 
     /// Whether every frame this link moves starts with a virtio-net header
     /// ([`vnet::VNET_HDR_LEN`] bytes): `recv` puts one in front of each frame and `send` is
-    /// given one. Fixed for the link's life. Default: no.
+    /// given one. Fixed for the link's life. Default: no. A link that wraps another must pass
+    /// this and [`Link::set_offload`] on, or the device misreads the inner link's frames.
     fn vnet_header(&self) -> bool {
         false
     }
