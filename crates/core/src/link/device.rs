@@ -17,7 +17,9 @@
 //! offload capability, that TCP segments may be as large as an IP packet can be: smoltcp
 //! still computes each connection's MSS (peer's MSS option, our MTU) and hands it with every
 //! larger segment as the size to cut at, which becomes the header's `gso_size`. The kernel
-//! cuts only where a real wire needs it, so nothing larger than the MTU reaches one.
+//! cuts only where a real wire needs it, so nothing larger than the MTU reaches one. Above an
+//! MTU of half an IP packet (32767) a super-segment could not hold two segments, so the device
+//! leaves the offloads off there.
 //!
 //! Checksums: smoltcp neither computes nor verifies TCP checksums then. Outbound, the device
 //! writes the pseudo-header sum and marks the frame `NEEDS_CSUM`. Inbound, a `NEEDS_CSUM`
@@ -203,7 +205,13 @@ impl LinkDevice {
     ) -> Self {
         let mtu = link.mtu();
         let hdr = if link.vnet_header() { VNET_HDR_LEN } else { 0 };
-        let offload = hdr > 0 && link.set_offload(offload);
+        // A super-segment that cannot hold two segments saves no system call, and moves the
+        // checksum work from the kernel onto the engine: at such MTUs offloads stay off.
+        let worth_it = 2 * mtu <= MAX_IP_PACKET;
+        if hdr > 0 && offload && !worth_it {
+            log::info!("{}: mtu {mtu}, offloads left off", link.describe());
+        }
+        let offload = hdr > 0 && link.set_offload(offload && worth_it);
         let framing = Framing { hdr, offload, mtu };
         // With a header the peer may send super-segments even with offloads off (a link that
         // could not turn them off): room for the largest.
