@@ -22,12 +22,12 @@
 //! leaves the offloads off there.
 //!
 //! Checksums: smoltcp neither computes nor verifies TCP checksums then. Outbound, the device
-//! writes the pseudo-header sum and marks the frame `NEEDS_CSUM`. Inbound, a `NEEDS_CSUM`
-//! frame's checksum is completed once on arrival (the segment guard judges some segments by
-//! their checksum, and a layer may hold a frame), and a frame the link vouches for
-//! (`NEEDS_CSUM` or `DATA_VALID`) that comes straight through is not checked again; every
-//! other frame (no flag, or one a layer held or corrupted) is verified by the device before
-//! smoltcp sees it. The layers see the frames without the header: the pcap records
+//! writes the pseudo-header sum and marks the frame `NEEDS_CSUM`. Inbound, a frame the link
+//! vouches for (`NEEDS_CSUM` or `DATA_VALID`) that comes straight through is not checked; a
+//! super-segment's partial checksum is left as it came, while a `NEEDS_CSUM` frame within the
+//! MTU (which the segment guard may judge by its checksum), and every one when faults may hold
+//! frames, is finished once on arrival. Every other frame (no flag, or one a layer held or
+//! corrupted) is verified by the device before smoltcp sees it. The layers see the frames without the header: the pcap records
 //! super-segments whole, as the kernel's own capture on the TAP shows them.
 
 use std::io;
@@ -188,6 +188,9 @@ pub struct LinkDevice {
     rx_vouched: bool,
     /// Whether the link's checksum promises can be kept: not when faults corrupt frames.
     trust_link: bool,
+    /// Finish every partial checksum on arrival: when faults may hold frames (a held frame
+    /// comes back without the link's promise, and is verified).
+    finish_all: bool,
     tx: TxSide,
     mtu: usize,
 }
@@ -221,6 +224,7 @@ impl LinkDevice {
             mtu + ETHERNET_HEADER
         };
         let trust_link = faults.corrupt_in_pct == 0;
+        let finish_all = !faults.is_inert();
         // Faults stay on even when inert: the blackhole switches can be flipped at run time.
         let layers = Layers {
             pcap: PcapLayer(pcap),
@@ -232,6 +236,7 @@ impl LinkDevice {
             rx_len: 0,
             rx_vouched: false,
             trust_link,
+            finish_all,
             tx: TxSide {
                 wire: Wire {
                     link,
@@ -384,10 +389,17 @@ impl LinkDevice {
         }
         let header = VnetHeader::parse(&self.rx_buf[..h]);
         let frame = &mut self.rx_buf[h..n];
-        if frame.len() > self.mtu + ETHERNET_HEADER {
+        let super_segment = frame.len() > self.mtu + ETHERNET_HEADER;
+        if super_segment {
             self.tx.wire.counters.rx_super_segments += 1;
         }
+        // A super-segment's partial checksum stays as it came (the link vouches, smoltcp does
+        // not check): finishing it would be a pass over 64 KiB. Smaller frames, which the
+        // segment guard may judge by their checksum, are finished, as is everything when
+        // faults may hold a frame.
+        let finish = self.finish_all || !super_segment;
         if header.flags & F_NEEDS_CSUM != 0
+            && finish
             && !vnet::complete_checksum(frame, header.csum_start, header.csum_offset)
         {
             self.tx.wire.counters.rx_dropped_checksum += 1;
@@ -542,9 +554,16 @@ mod tests {
         let full = tcp_frame(&[7; 3000]);
         let mut partial = full.clone();
         let header = vnet::prepare_tx(&mut partial, None);
-        // NEEDS_CSUM: finished once on arrival.
+        // NEEDS_CSUM on a super-segment: the link vouches; smoltcp gets it as it came.
         link.feed(header, &partial);
-        assert_eq!(next(&mut dev).as_deref(), Some(&full[..]));
+        assert_eq!(next(&mut dev).as_deref(), Some(&partial[..]));
+        // NEEDS_CSUM on a frame within the MTU: finished once on arrival (the segment guard
+        // may judge it by its checksum).
+        let small = tcp_frame(&[3; 100]);
+        let mut small_partial = small.clone();
+        let header = vnet::prepare_tx(&mut small_partial, None);
+        link.feed(header, &small_partial);
+        assert_eq!(next(&mut dev).as_deref(), Some(&small[..]));
         // DATA_VALID: the link vouches; not checked again (a wrong one would pass).
         let mut wrong = full.clone();
         wrong[60] ^= 1;
