@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Installs what lingerstack's demo and tests use on a fresh Debian machine with Rust:
 # iproute2 (namespaces, TAP devices), tshark (reading captures), valgrind and a C/C++ compiler
-# (the C ABI tests), cargo-nextest (the runner); for the packaging tests and `just package`,
-# pkg-config, dpkg-dev and binutils (the .deb's dependencies, readelf), systemd
-# (systemd-analyze verify of the unit; the service manager is not started), cargo-deb and
-# cargo-c. The cargo tools are pinned and built once: cargo-c takes about 8 minutes to build on
-# two cores (cargo-deb under one), so the check of the installed version comes first.
+# (the C ABI tests), ethtool (the offload forwarding test), cargo-nextest (the runner); for the
+# packaging tests and `just package`, pkg-config, dpkg-dev and binutils (the .deb's dependencies,
+# readelf), systemd (systemd-analyze verify of the unit; the service manager is not started),
+# cargo-deb and cargo-c. The cargo tools are pinned and built once: cargo-c takes about 8 minutes
+# to build on two cores (cargo-deb under one), so the check of the installed version comes first.
 # Idempotent: what is installed already is left alone, so it costs nothing the second time.
 # Without root it installs nothing and says what is missing (TAP tests then skip loudly).
 set -euo pipefail
 
-packages=(iproute2 tshark valgrind gcc g++ pkg-config dpkg-dev binutils systemd)
+packages=(iproute2 tshark valgrind gcc g++ pkg-config dpkg-dev binutils systemd ethtool)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,10 +15,20 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The wire rows rerun with offloads off (a nextest filterset).
+offload_off_rows='(binary(tap_close) | binary(tap_adverse)) & test(/^(c0[3-9]|c1[0-5]|c24|p0[1-3])_/)
+    | (binary(c_abi) & test(/over_tap/)) | binary(tap_offload)
+    | (binary(tap_engine) & test(kernel_to_stack_one_mib_each_way))'
+
 bash scripts/setup.sh
 status=0
 cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 if [ "$#" -eq 0 ]; then
+    # The suite above runs with the TAP's offloads on (the default). The close contract's wire
+    # rows (C03-C15, C24, P01-P03, from Rust and from C) and the offload tests run once more on
+    # plain frames, so both paths are proved.
+    LINGERSTACK_TEST_OFFLOAD=off cargo nextest run --workspace --no-fail-fast -E "$offload_off_rows" \
+        || status=$?
     # Crates without doctests print "0 passed" last; the total says what ran.
     log="$(mktemp)"
     cargo test --doc --workspace --all-features 2>&1 | tee "$log" || status=$?

@@ -47,7 +47,7 @@ impl Rig {
         let name = net.tap_name().to_string();
         let link = net
             .ns()
-            .run(move || TapLink::open(&name))
+            .run(move || TapLink::open_with(&name, lingerstack_testkit::tap_options()))
             .expect("open the TAP inside the namespace");
         let stack = Stack::builder()
             .ipv4(net.stack_v4(), net.prefix_len_v4())

@@ -65,7 +65,8 @@ impl Bare {
                 mio::Interest::READABLE,
             )
             .map_err(util::ctx("register TAP"))?;
-        let mut device = LinkDevice::new(Box::new(link), None, FaultConfig::default(), 0x5eed);
+        let mut device =
+            LinkDevice::new(Box::new(link), None, FaultConfig::default(), 0x5eed, false);
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(net.stack_mac())));
         config.random_seed = 0x1234_5678;
         let epoch = Instant::now();

@@ -45,8 +45,9 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     mtu: Vec<u32>,
     /// Throughput and latency only of these implementations (comma separated: lingerstack,
-    /// lingerstack-std, lingerstack-tokio, smoltcp-bare, kernel-veth; default all). For
-    /// profiling; ratios need the baselines.
+    /// lingerstack-plain (offloads off, at MTU 1500 and 9000), lingerstack-std,
+    /// lingerstack-tokio, smoltcp-bare, kernel-veth; default all). For profiling; ratios need
+    /// the baselines.
     #[arg(long = "impl", value_delimiter = ',')]
     impls: Vec<String>,
     /// Idle connections in the memory measurement (default: 1000 quick, 10,000 full).

@@ -155,6 +155,16 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(md, "{line}");
         }
     }
+    let offload = offload_ratios(&r.records);
+    if !offload.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Offloads (same run: lingerstack with the TAP's offloads on, and off as lingerstack-plain)\n\n| case | MTU | on / off throughput | on / kernel-veth | off / smoltcp-bare | CPU s/GB off / on |\n|---|---|---|---|---|---|"
+        );
+        for line in offload {
+            let _ = writeln!(md, "{line}");
+        }
+    }
     let faces = face_ratios(&r.records);
     if !faces.is_empty() {
         let _ = writeln!(
@@ -166,6 +176,60 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     md
+}
+
+/// The record of implementation `imp` that matches `like` (group, metric, MTU, case).
+fn matching<'a>(records: &'a [Record], like: &Record, imp: &str) -> Option<&'a Record> {
+    records.iter().find(|r| {
+        r.implementation == imp
+            && r.group == like.group
+            && r.metric == like.metric
+            && r.mtu == like.mtu
+            && r.case == like.case
+    })
+}
+
+/// The median CPU seconds per GB of the process under test (the first CPU cost of a record).
+fn cpu_per_gb(r: &Record) -> Option<f64> {
+    r.cpu
+        .iter()
+        .find(|c| c.unit == "cpu_s_per_GB")
+        .map(|c| c.spread.median)
+}
+
+/// `a / b` as a table cell.
+fn ratio_cell(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+        _ => "n/a".into(),
+    }
+}
+
+/// Each throughput record of lingerstack with offloads that has an offloads-off record beside
+/// it: the gain, the ratio to the kernel, the offloads-off ratio to the bare smoltcp loop, and
+/// how much CPU per GB the offloads save.
+fn offload_ratios(records: &[Record]) -> Vec<String> {
+    let median = |r: Option<&Record>| r.and_then(|r| r.spread).map(|s| s.median);
+    let mut out = Vec::new();
+    for on in records
+        .iter()
+        .filter(|r| r.implementation == "lingerstack" && r.group == "throughput")
+    {
+        let Some(off) = matching(records, on, "lingerstack-plain") else {
+            continue;
+        };
+        let (m_on, m_off) = (median(Some(on)), median(Some(off)));
+        out.push(format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            cell(&on.case),
+            on.mtu.map_or("-".into(), |m| m.to_string()),
+            ratio_cell(m_on, m_off),
+            ratio_cell(m_on, median(matching(records, on, "kernel-veth"))),
+            ratio_cell(m_off, median(matching(records, on, "smoltcp-bare"))),
+            ratio_cell(cpu_per_gb(off), cpu_per_gb(on)),
+        ));
+    }
+    out
 }
 
 /// Each Stack API record that has face records beside it: face median / Stack API median.

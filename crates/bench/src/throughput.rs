@@ -15,8 +15,12 @@ use crate::util::{
 };
 use crate::{baseline_kernel, baseline_smoltcp};
 
-/// Name of this implementation in the results.
+/// Name of this implementation in the results (offloads on, the default).
 pub const NAME: &str = "lingerstack";
+/// lingerstack with the TAP's offloads off: plain frames of at most the MTU.
+pub const PLAIN_NAME: &str = "lingerstack-plain";
+/// MTUs at which lingerstack is measured with offloads off too.
+pub const PLAIN_MTUS: [u32; 2] = [1500, 9000];
 
 /// MTUs measured.
 pub const MTUS: [u32; 3] = [1500, 9000, 65520];
@@ -29,7 +33,10 @@ pub fn run(settings: &Settings) -> Vec<Record> {
     for &mtu in &settings.mtus {
         eprintln!("throughput: mtu {mtu}");
         if settings.measures(NAME) {
-            out.extend(lingerstack(settings, mtu));
+            out.extend(lingerstack(settings, mtu, true));
+        }
+        if settings.measures(PLAIN_NAME) && PLAIN_MTUS.contains(&mtu) {
+            out.extend(lingerstack(settings, mtu, false));
         }
         if settings.measures(baseline_smoltcp::NAME) {
             out.extend(baseline_smoltcp::throughput(settings, mtu));
@@ -125,13 +132,26 @@ impl StackNet {
     }
 }
 
-fn lingerstack(settings: &Settings, mtu: u32) -> Vec<Record> {
+/// lingerstack's rows at `mtu`, with the TAP's offloads on or off.
+fn lingerstack(settings: &Settings, mtu: u32, offload: bool) -> Vec<Record> {
+    let name = if offload { NAME } else { PLAIN_NAME };
+    let options = DeviceOptions {
+        offload,
+        ..DeviceOptions::default()
+    };
     let sn = match util::guarded("lingerstack setup", || {
-        StackNet::new(mtu, BULK_BUFFER, BULK_BUFFER, PORT, Some(BULK_BUFFER))
+        StackNet::with_options(
+            mtu,
+            BULK_BUFFER,
+            BULK_BUFFER,
+            PORT,
+            Some(BULK_BUFFER),
+            options,
+        )
     }) {
         Ok(sn) => sn,
         Err(e) => {
-            return util::failed_bulk(NAME, mtu, buffers(), "stack process", &e);
+            return util::failed_bulk(name, mtu, buffers(), "stack process", &e);
         }
     };
     let mut out = Vec::new();
@@ -143,11 +163,17 @@ fn lingerstack(settings: &Settings, mtu: u32) -> Vec<Record> {
                 })
             })
             .collect();
-        let mut rec = util::bulk_record(NAME, dir, mtu, buffers(), "stack process", samples);
+        let mut rec = util::bulk_record(name, dir, mtu, buffers(), "stack process", samples);
         if let Ok(c) = sn.stack.counters() {
             rec.note = Some(format!(
-                "engine counters after runs: tx_frames={} rx_frames={} tx_dropped_full={} resets_sent={} resets_received={}",
-                c.tx_frames, c.rx_frames, c.tx_dropped_full, c.resets_sent, c.resets_received
+                "engine counters after runs: tx_frames={} rx_frames={} tx_super={} rx_super={} tx_dropped_full={} resets_sent={} resets_received={}",
+                c.tx_frames,
+                c.rx_frames,
+                c.tx_super_segments,
+                c.rx_super_segments,
+                c.tx_dropped_full,
+                c.resets_sent,
+                c.resets_received
             ));
         }
         out.push(rec);

@@ -31,6 +31,14 @@ pub struct Counters {
     pub tx_reordered_fault: u64,
     /// Incoming frames too large for the receive buffer.
     pub rx_dropped_oversize: u64,
+    /// Incoming frames whose TCP or UDP checksum was wrong, dropped by the device (with
+    /// offloads on, smoltcp leaves that check to it).
+    pub rx_dropped_checksum: u64,
+    /// Incoming TCP super-segments: frames longer than the MTU allows, from a link with
+    /// offloads.
+    pub rx_super_segments: u64,
+    /// Outgoing TCP super-segments, marked for the link to cut at the connection's MSS.
+    pub tx_super_segments: u64,
     /// Connections reset by us (abort, unread data, linger timeout, deadline).
     pub resets_sent: u64,
     /// Connections reset by the peer.

@@ -263,6 +263,9 @@ pub struct Config {
     /// Connections each listener holds ready to be accepted; at `max_connections` this many
     /// more handshakes complete and wait, then SYNs go unanswered.
     pub backlog: usize,
+    /// Use the TAP's offloads (TCP super-segments, partial checksums) if the kernel accepts
+    /// them.
+    pub offload: bool,
     /// Built-in services.
     pub services: Vec<ServiceSpec>,
     /// Port forwards.
@@ -402,6 +405,11 @@ pub struct Settings {
     /// Connections each listener holds ready to be accepted (128 by default).
     #[arg(long, value_name = "N")]
     pub backlog: Option<Text>,
+    /// Plain frames on the TAP: no virtio-net header, no TCP segmentation or checksum
+    /// offloads (on by default where the kernel accepts them). In the file `no_offload = true`.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_offload: bool,
     /// A service: KIND:PORT[,LINGER], KIND one of echo, discard, chargen (repeatable; in the
     /// file `[[service]]` tables).
     #[arg(long, value_name = "SPEC")]
@@ -953,6 +961,7 @@ pub fn resolve(flags: Settings) -> Result<Config, ConfigError> {
         control_group,
         max_connections,
         backlog,
+        offload: !(flags.no_offload || file.no_offload),
         services,
         forwards,
     })
@@ -1616,6 +1625,16 @@ mod tests {
         .0;
         assert!(e.contains("tapp"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn offloads_are_on_unless_no_offload() {
+        assert!(resolve(flags()).unwrap().offload);
+        let off = Settings {
+            no_offload: true,
+            ..flags()
+        };
+        assert!(!resolve(off).unwrap().offload);
     }
 
     #[test]

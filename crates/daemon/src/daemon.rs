@@ -67,7 +67,10 @@ pub fn open_tap(config: &Config) -> Result<lingerstack_tap::TapLink, String> {
 
 /// [`open_tap`] in the calling thread's namespace.
 fn open_tap_here(config: &Config) -> Result<lingerstack_tap::TapLink, String> {
-    let mut tap = lingerstack_tap::TapLink::open(&config.tap).map_err(|e| {
+    let options = lingerstack_tap::TapOptions {
+        offload: config.offload,
+    };
+    let mut tap = lingerstack_tap::TapLink::open_with(&config.tap, options).map_err(|e| {
         let hint = match e.raw_os_error() {
             Some(libc::EPERM) => " (needs root or CAP_NET_ADMIN)",
             Some(libc::EBUSY) => " (another process has it open)",

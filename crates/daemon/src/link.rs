@@ -73,4 +73,12 @@ impl<L: Link> Link for WatchedLink<L> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn vnet_header(&self) -> bool {
+        self.inner.vnet_header()
+    }
+
+    fn set_offload(&mut self, on: bool) -> bool {
+        self.inner.set_offload(on)
+    }
 }

@@ -34,6 +34,8 @@ use lingerstack_core::link::PcapSink;
 pub struct StackBuilder {
     config: StackConfig,
     pcap: Option<PathBuf>,
+    /// `Some(false)`: offloads off; unset: on where the link has them.
+    offload: Option<bool>,
 }
 
 impl StackBuilder {
@@ -86,6 +88,14 @@ impl StackBuilder {
         self
     }
 
+    /// Use the link's offloads (TCP super-segments and partial checksums over a virtio-net
+    /// header, as a `TapLink` opened with them has): on by default where the link has them.
+    /// `false` asks the link to turn them off, so it moves plain frames of at most the MTU.
+    pub fn offload(mut self, on: bool) -> Self {
+        self.offload = Some(on);
+        self
+    }
+
     /// Start the engine on `link` (a `lingerstack::tap::TapLink`, one end of a
     /// [`MemoryLink`](crate::MemoryLink) pair, or any other [`Link`]).
     pub fn start<L: Link + 'static>(self, link: L) -> io::Result<Stack> {
@@ -97,6 +107,7 @@ impl StackBuilder {
         };
         let options = DeviceOptions {
             pcap,
+            offload: self.offload.unwrap_or(true),
             ..DeviceOptions::default()
         };
         Stack::start(self.config, Box::new(link), options, None)

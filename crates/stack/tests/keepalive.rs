@@ -51,8 +51,8 @@ impl Pair {
         let b_faults = FaultConfig::default();
         let a = Engine::new(config(A, 1), Box::new(la), DeviceOptions::default(), now).unwrap();
         let b_options = DeviceOptions {
-            pcap: None,
             faults: b_faults.clone(),
+            ..DeviceOptions::default()
         };
         let b = Engine::new(config(B, 2), Box::new(lb), b_options, now).unwrap();
         Pair {

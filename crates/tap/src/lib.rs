@@ -1,9 +1,18 @@
 //! lingerstack-tap: the TAP link driver of lingerstack.
 //!
-//! [`TapLink`] wraps a [`tun_tap::Iface`] in TAP mode (Ethernet frames, no packet-info header),
-//! non-blocking, and implements the engine's `Link` contract: one frame per `recv`/`send`, the
-//! descriptor registered with mio for readability, and a counter for every frame that is not
-//! delivered. The engine owns the frame buffers and the smoltcp device around the link.
+//! [`TapLink`] opens a TAP device (Ethernet frames, no packet-info header), non-blocking, and
+//! implements the engine's `Link` contract: one frame per `recv`/`send`, the descriptor
+//! registered with mio for readability, and a counter for every frame that is not delivered.
+//! The engine owns the frame buffers and the smoltcp device around the link.
+//!
+//! # Offloads
+//!
+//! By default the TAP is opened with the virtio-net header (`IFF_VNET_HDR`,
+//! `TUNSETVNETHDRSZ` 12) and checksum and TCP segmentation offloads (`TUNSETOFFLOAD` with
+//! `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`): the kernel then hands over and takes TCP
+//! super-segments of up to 64 KiB with partial checksums, one system call each, and cuts them
+//! to the MSS only where a real wire needs it. A kernel that refuses the offloads leaves the
+//! link with plain frames (logged once); [`TapOptions::offload`] `false` opens it plain.
 //!
 //! All `unsafe` code (the interface ioctls, `readv(2)` and `poll(2)`) lives in the private `sys`
 //! module.
@@ -28,7 +37,24 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use lingerstack_core::link::Link;
-use tun_tap::{Iface, Mode};
+use lingerstack_core::link::vnet::VNET_HDR_LEN;
+
+/// The offloads asked of the kernel: checksums, TCP segmentation for IPv4 and IPv6.
+const OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+
+/// How to open a [`TapLink`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TapOptions {
+    /// Open with the virtio-net header and ask for checksum and TCP segmentation offloads
+    /// (default `true`). `false`: plain frames of at most the MTU, one per system call.
+    pub offload: bool,
+}
+
+impl Default for TapOptions {
+    fn default() -> Self {
+        TapOptions { offload: true }
+    }
+}
 
 /// Length of an Ethernet header without VLAN tag: a frame is at most MTU + this many bytes.
 pub const ETHERNET_HEADER_LEN: usize = 14;
@@ -60,7 +86,14 @@ pub struct TapCounters {
 /// can be opened on one thread (inside a network namespace) and driven from another.
 #[derive(Debug)]
 pub struct TapLink {
-    iface: Iface,
+    /// The `/dev/net/tun` descriptor attached to the device.
+    fd: OwnedFd,
+    /// The device's name as the kernel reported it.
+    name: String,
+    /// Frames carry a virtio-net header.
+    vnet: bool,
+    /// The offloads the kernel accepted (`TUN_F_*`), 0 for none.
+    offloads: libc::c_uint,
     /// `AF_INET` datagram socket for the interface ioctls, in the device's namespace.
     ctl: OwnedFd,
     mtu: usize,
@@ -88,6 +121,23 @@ impl TapLink {
     /// would truncate it silently) or contains a NUL byte; otherwise the OS error of the failing
     /// step (`ENOENT` without /dev/net/tun, `EPERM` without the capability, ...).
     pub fn open(name: &str) -> io::Result<TapLink> {
+        TapLink::open_with(name, TapOptions::default())
+    }
+
+    /// [`TapLink::open`] with options: `offload` asks for the virtio-net header and the
+    /// offloads; a kernel that refuses them gives a link with plain frames (logged once).
+    ///
+    /// # Errors
+    ///
+    /// As [`TapLink::open`].
+    pub fn open_with(name: &str, options: TapOptions) -> io::Result<TapLink> {
+        let wanted = if options.offload { OFFLOADS } else { 0 };
+        TapLink::open_asking(name, wanted)
+    }
+
+    /// Open asking for the offload bits `wanted` (0: plain). Tests pass bits the kernel
+    /// refuses to see the fallback.
+    fn open_asking(name: &str, wanted: libc::c_uint) -> io::Result<TapLink> {
         if name.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -110,17 +160,18 @@ impl TapLink {
                 "TAP device name contains a NUL byte",
             ));
         }
-        let iface = Iface::without_packet_info(name, Mode::Tap)?;
-        iface.set_non_blocking()?;
+        let (fd, real, offloads) = open_offloaded(name, wanted)?;
         let ctl = sys::ioctl_socket()?;
-        // The kernel may have chosen the name (a `%d` pattern): use the one it reports.
-        let real = iface.name().to_owned();
+        // The kernel may have chosen the name (a `%d` pattern): `real` is the one it reports.
         sys::set_up(ctl.as_fd(), &real)?;
         let mtu = sys::get_mtu(ctl.as_fd(), &real)?;
         let ifindex = sys::get_ifindex(ctl.as_fd(), &real)?;
-        log::debug!("tap {real}: open, ifindex {ifindex}, mtu {mtu}");
+        log::debug!("tap {real}: open, ifindex {ifindex}, mtu {mtu}, offloads {offloads:#x}");
         Ok(TapLink {
-            iface,
+            fd,
+            name: real,
+            vnet: offloads != 0,
+            offloads,
             ctl,
             mtu,
             ifindex,
@@ -131,7 +182,12 @@ impl TapLink {
 
     /// The device's name as the kernel reports it.
     pub fn name(&self) -> &str {
-        self.iface.name()
+        &self.name
+    }
+
+    /// Whether the kernel hands over and takes super-segments and partial checksums now.
+    pub fn offload(&self) -> bool {
+        self.offloads != 0
     }
 
     /// The interface index the device had when it was opened.
@@ -219,7 +275,7 @@ impl TapLink {
         {
             return true;
         }
-        match sys::poll_now(self.iface.as_raw_fd(), libc::POLLIN) {
+        match sys::poll_now(self.fd.as_raw_fd(), libc::POLLIN) {
             Ok(revents) => revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0,
             Err(_) => true,
         }
@@ -230,6 +286,31 @@ impl TapLink {
     }
 }
 
+/// Open the TAP asking for the offloads `wanted`: the descriptor, the real name and the
+/// offloads granted. Any refusal on the way ends in a plain TAP, with one log line.
+fn open_offloaded(name: &str, wanted: libc::c_uint) -> io::Result<(OwnedFd, String, libc::c_uint)> {
+    if wanted == 0 {
+        let (fd, real) = sys::open_tap(name, false)?;
+        return Ok((fd, real, 0));
+    }
+    let refused = match sys::open_tap(name, true) {
+        Ok((fd, real)) => {
+            let granted = sys::set_vnet_header(fd.as_fd(), VNET_HDR_LEN)
+                .and_then(|()| sys::set_offload(fd.as_fd(), wanted));
+            match granted {
+                Ok(()) => return Ok((fd, real, wanted)),
+                // The descriptor is dropped (a device it created goes with it) and the TAP
+                // opened again without the header.
+                Err(e) => e,
+            }
+        }
+        Err(e) => e,
+    };
+    log::warn!("tap {name}: offloads refused ({refused}), using plain frames");
+    let (fd, real) = sys::open_tap(name, false)?;
+    Ok((fd, real, 0))
+}
+
 /// Errno values that mean the device behind the descriptor is gone.
 fn is_gone_errno(errno: i32) -> bool {
     errno == libc::EBADFD || errno == libc::ENODEV || errno == libc::ENXIO
@@ -238,7 +319,7 @@ fn is_gone_errno(errno: i32) -> bool {
 impl AsRawFd for TapLink {
     /// The TAP descriptor (the same as [`Link::fd`]).
     fn as_raw_fd(&self) -> RawFd {
-        self.iface.as_raw_fd()
+        self.fd.as_raw_fd()
     }
 }
 
@@ -249,7 +330,7 @@ impl Link for TapLink {
     /// is counted, remembered ([`TapLink::last_error`]) and returned (`EBADFD` once the device has been deleted, see [`TapLink::is_gone`]).
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         loop {
-            match sys::read_frame(self.iface.as_raw_fd(), buf) {
+            match sys::read_frame(self.fd.as_raw_fd(), buf) {
                 Ok(n) if n > buf.len() => {
                     // The spare byte after `buf` was written: the frame did not fit.
                     self.counters.rx_errors += 1;
@@ -284,7 +365,7 @@ impl Link for TapLink {
     /// returned.
     fn send(&mut self, frame: &[u8]) -> io::Result<bool> {
         loop {
-            match self.iface.send(frame) {
+            match sys::write_frame(self.fd.as_raw_fd(), frame) {
                 Ok(n) => {
                     if n != frame.len() {
                         self.counters.tx_errors += 1;
@@ -331,10 +412,32 @@ impl Link for TapLink {
     /// The TAP descriptor: the runtime polls it for readability (edge-triggered with mio: the
     /// engine reads until `Ok(None)`). A deleted device shows as an error event.
     fn fd(&self) -> Option<RawFd> {
-        Some(self.iface.as_raw_fd())
+        Some(self.fd.as_raw_fd())
     }
 
     fn describe(&self) -> String {
         format!("tap {}", self.name())
+    }
+
+    /// With the virtio-net header, frames read and written start with it (opened with
+    /// offloads that the kernel accepted).
+    fn vnet_header(&self) -> bool {
+        self.vnet
+    }
+
+    /// `TUNSETOFFLOAD` with the offloads granted at open, or none. A failure leaves them as
+    /// they were (logged).
+    fn set_offload(&mut self, on: bool) -> bool {
+        if !self.vnet {
+            return false;
+        }
+        let flags = if on { OFFLOADS } else { 0 };
+        if flags != self.offloads {
+            match sys::set_offload(self.fd.as_fd(), flags) {
+                Ok(()) => self.offloads = flags,
+                Err(e) => log::warn!("tap {}: TUNSETOFFLOAD {flags:#x}: {e}", self.name),
+            }
+        }
+        self.offloads != 0
     }
 }

@@ -51,6 +51,88 @@ fn ioctl(sock: BorrowedFd<'_>, request: libc::c_ulong, req: &mut libc::ifreq) ->
     }
 }
 
+/// Opens `/dev/net/tun` non-blocking and attaches it to the TAP `name` (`TUNSETIFF` with
+/// `IFF_TAP | IFF_NO_PI`, plus `IFF_VNET_HDR` when `vnet`), creating the device if it does not
+/// exist. Returns the descriptor and the name the kernel reports.
+pub(crate) fn open_tap(name: &str, vnet: bool) -> io::Result<(OwnedFd, String)> {
+    let path = c"/dev/net/tun";
+    // SAFETY: `path` is a NUL-terminated string that outlives the call; the result is checked.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a freshly opened descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = ifreq(name)?;
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+    if vnet {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    req.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is valid and exclusively
+    // borrowed for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let bytes: Vec<u8> = req
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok((fd, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Sets the virtio-net header length (`TUNSETVNETHDRSZ`) and little-endian headers
+/// (`TUNSETVNETLE`, already the default on little-endian machines; its failure is ignored).
+pub(crate) fn set_vnet_header(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    let len = libc::c_int::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "header length"))?;
+    // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer, valid for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ as _, &len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let le: libc::c_int = 1;
+    // SAFETY: TUNSETVNETLE reads one `int` through the pointer, valid for the call.
+    let _ = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETLE as _, &le) };
+    Ok(())
+}
+
+/// Tells the kernel which offloads this reader takes (`TUNSETOFFLOAD`, `TUN_F_*` bits).
+pub(crate) fn set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD as _,
+            libc::c_ulong::from(flags),
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes one frame to `fd`; the number of bytes written.
+pub(crate) fn write_frame(fd: RawFd, frame: &[u8]) -> io::Result<usize> {
+    // SAFETY: `frame` is readable memory of `frame.len()` bytes that lives until write returns.
+    let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// The interface flags (`IFF_*`) of `name`.
 pub(crate) fn get_flags(sock: BorrowedFd<'_>, name: &str) -> io::Result<libc::c_short> {
     let mut req = ifreq(name)?;

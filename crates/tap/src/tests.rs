@@ -20,6 +20,9 @@ const STACK_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x02];
 
 const TOKEN: mio::Token = mio::Token(7);
 
+/// Plain frames, no virtio-net header: these tests write and parse raw Ethernet.
+const PLAIN: TapOptions = TapOptions { offload: false };
+
 /// Whether TAP tests can run here; prints a SKIP line (or panics under
 /// `LINGERSTACK_REQUIRE_TAP=1`) when they cannot.
 fn tap_available(test: &str) -> bool {
@@ -246,11 +249,11 @@ fn tap_link_against_kernel() {
     ns.run(move || {
         let dev = "lstap0";
         // A name of exactly 15 bytes is accepted.
-        let long = TapLink::open("lstap0123456789").expect("open 15-byte name");
+        let long = TapLink::open_with("lstap0123456789", PLAIN).expect("open 15-byte name");
         assert_eq!(long.name(), "lstap0123456789");
         drop(long);
 
-        let mut link = TapLink::open(dev).expect("open TAP");
+        let mut link = TapLink::open_with(dev, PLAIN).expect("open TAP");
         assert_eq!(link.name(), dev);
         assert_eq!(link.describe(), "tap lstap0");
         assert_eq!(link.mtu(), 1500);
@@ -388,7 +391,7 @@ fn tap_link_against_kernel() {
         assert_eq!((c.rx_errors, c.tx_errors), (2, 1), "{c:?}");
         assert!(link.is_gone());
         // The name is free again and may be taken by a new device; the old link stays gone.
-        let again = TapLink::open(dev).expect("reopen the name");
+        let again = TapLink::open_with(dev, PLAIN).expect("reopen the name");
         assert!(!again.is_gone());
         assert!(link.is_gone());
     });
@@ -407,7 +410,7 @@ fn namespace_outlives_its_name_while_open() {
     let path = ns.path();
     let mut link = std::thread::spawn(move || {
         sys::enter_netns(&path).expect("setns into the test namespace");
-        TapLink::open("lstap1").expect("open TAP")
+        TapLink::open_with("lstap1", PLAIN).expect("open TAP")
     })
     .join()
     .expect("open thread");
@@ -420,4 +423,37 @@ fn namespace_outlives_its_name_while_open() {
     let mut buf = vec![0u8; 1514];
     while Link::recv(&mut link, &mut buf).unwrap().is_some() {}
     drop(link); // the namespace is destroyed now
+}
+
+/// Offloads are on by default and can be turned off and on again; a kernel that refuses the
+/// offloads asked for (here bits it does not know) leaves a working TAP with plain frames.
+#[test]
+fn offloads_by_default_and_the_fallback_to_plain_frames() {
+    if !tap_available("offloads_by_default_and_the_fallback_to_plain_frames") {
+        return;
+    }
+    let ns = Netns::create();
+    ns.run(move || {
+        let mut link = TapLink::open("lstap2").expect("open TAP");
+        assert!(link.offload() && Link::vnet_header(&link));
+        assert!(!Link::set_offload(&mut link, false), "offloads off");
+        assert!(!link.offload() && Link::vnet_header(&link));
+        assert!(Link::set_offload(&mut link, true), "offloads on again");
+        drop(link);
+
+        // TUNSETOFFLOAD rejects unknown bits with EINVAL.
+        let mut plain = TapLink::open_asking("lstap3", 1 << 30).expect("open with fallback");
+        assert!(!plain.offload() && !Link::vnet_header(&plain));
+        assert!(
+            !Link::set_offload(&mut plain, true),
+            "a plain TAP has no offloads"
+        );
+        assert!(plain.is_up().unwrap());
+        let request = arp_request(STACK_MAC, STACK_IP, KERNEL_IP);
+        assert!(Link::send(&mut plain, &request).expect("a plain frame is written"));
+
+        let plain = TapLink::open_with("lstap4", PLAIN).expect("open plain");
+        assert!(!plain.offload() && !Link::vnet_header(&plain));
+    });
+    drop(ns);
 }

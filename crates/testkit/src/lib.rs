@@ -33,6 +33,23 @@ use std::process::{Command, Stdio};
 /// Env variable that turns a skipped TAP test into a failure (set by CI).
 pub const REQUIRE_TAP_ENV: &str = "LINGERSTACK_REQUIRE_TAP";
 
+/// Env variable that runs the TAP tests with offloads off (`off`): plain frames of at most the
+/// MTU, one per system call. Unset (or anything else): the default, offloads on, so the kernel
+/// and the stack move TCP super-segments over the TAP.
+pub const OFFLOAD_ENV: &str = "LINGERSTACK_TEST_OFFLOAD";
+
+/// Whether the TAP tests run with offloads on ([`OFFLOAD_ENV`]). A capture on the kernel side
+/// of the TAP sees super-segments then: assertions on segment sizes or counts say which mode
+/// they hold for.
+pub fn offload() -> bool {
+    std::env::var(OFFLOAD_ENV).map_or(true, |v| v != "off")
+}
+
+/// How the tests open a TAP: with or without offloads, as [`offload`] says.
+pub fn tap_options() -> lingerstack_tap::TapOptions {
+    lingerstack_tap::TapOptions { offload: offload() }
+}
+
 /// Checks that TAP tests can run here: CAP_NET_ADMIN, `/dev/net/tun` and the `ip` tool.
 pub fn tap_available() -> Result<(), String> {
     if !has_net_admin() {

@@ -24,8 +24,8 @@ pub fn stack_config(net: &TapNet) -> StackConfig {
     }
 }
 
-/// Open the TAP of `net` from inside its namespace, wait for its link, and start an engine on
-/// it with `config` (start from [`stack_config`]).
+/// Open the TAP of `net` from inside its namespace (offloads as [`crate::offload`] says), wait
+/// for its link, and start an engine on it with `config` (start from [`stack_config`]).
 pub fn start_stack(
     net: &TapNet,
     config: StackConfig,
@@ -33,7 +33,9 @@ pub fn start_stack(
     events: Option<crossbeam_channel::Sender<SocketEvent>>,
 ) -> io::Result<Stack> {
     let name = net.tap_name().to_string();
-    let link = net.ns().run(move || TapLink::open(&name))?;
+    let link = net
+        .ns()
+        .run(move || TapLink::open_with(&name, crate::tap_options()))?;
     let stack = Stack::start(config, Box::new(link), options, events)?;
     net.wait_link_up(LINK_UP_TIMEOUT)?;
     Ok(stack)

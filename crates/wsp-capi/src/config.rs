@@ -24,6 +24,9 @@ pub const GATEWAY: &str = "LINGERSTACK_GATEWAY";
 pub const MAC: &str = "LINGERSTACK_MAC";
 /// Write every frame to this pcap file.
 pub const PCAP: &str = "LINGERSTACK_PCAP";
+/// `off` (or `0`): plain frames on the TAP, no TCP segmentation or checksum offloads; `on`
+/// (or `1`, or unset): offloads where the kernel accepts them.
+pub const OFFLOAD: &str = "LINGERSTACK_OFFLOAD";
 
 /// The in-memory network's address when LINGERSTACK_ADDR is unset.
 pub const LOOP_DEFAULT_V4: Cidr<Ipv4Addr> = Cidr {
@@ -67,6 +70,8 @@ pub struct EnvConfig {
     pub mac: [u8; 6],
     /// Pcap file.
     pub pcap: Option<PathBuf>,
+    /// Use the TAP's offloads.
+    pub offload: bool,
 }
 
 fn bad(var: &'static str, why: impl Into<String>) -> ConfigError {
@@ -188,6 +193,13 @@ impl EnvConfig {
             })?,
         };
         let pcap = get(PCAP).map(PathBuf::from);
+        let offload = match get(OFFLOAD).as_deref() {
+            None | Some("on" | "1") => true,
+            Some("off" | "0") => false,
+            Some(other) => {
+                return Err(bad(OFFLOAD, format!("{other:?} is neither on nor off")));
+            }
+        };
         Ok(EnvConfig {
             iface,
             netns,
@@ -197,6 +209,7 @@ impl EnvConfig {
             gw6,
             mac,
             pcap,
+            offload,
         })
     }
 
@@ -228,7 +241,10 @@ impl EnvConfig {
         let Some(iface) = &self.iface else {
             return Ok(Box::new(MemoryLink::looped(1500)));
         };
-        let open = || lingerstack_tap::TapLink::open(iface);
+        let options = lingerstack_tap::TapOptions {
+            offload: self.offload,
+        };
+        let open = || lingerstack_tap::TapLink::open_with(iface, options);
         let link = match &self.netns {
             None => open().map_err(|e| bad(IFACE, format!("cannot open TAP {iface:?}: {e}")))?,
             Some(ns) => {
@@ -314,6 +330,10 @@ mod tests {
         );
         assert_eq!(c.gw4, Some(Ipv4Addr::new(10, 200, 0, 1)));
         assert_eq!(c.mac, [2, 0, 0, 0, 0, 7]);
+        assert!(c.offload, "offloads are on unless turned off");
+        assert!(!parse(&[(OFFLOAD, "off")]).unwrap().offload);
+        assert!(!parse(&[(OFFLOAD, "0")]).unwrap().offload);
+        assert!(parse(&[(OFFLOAD, "on")]).unwrap().offload);
     }
 
     #[test]
@@ -333,6 +353,7 @@ mod tests {
             (&[(MAC, "01:00:00:00:00:01")], MAC),
             (&[(MAC, "zz")], MAC),
             (&[(GATEWAY, "fd00::1")], GATEWAY),
+            (&[(OFFLOAD, "maybe")], OFFLOAD),
         ];
         for (vars, var) in cases {
             assert_eq!(parse(vars).unwrap_err().var, *var, "{vars:?}");

@@ -81,6 +81,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         "LINGERSTACK_GATEWAY",
         "LINGERSTACK_MAC",
         "LINGERSTACK_PCAP",
+        "LINGERSTACK_OFFLOAD",
     ] {
         cmd.env_remove(var);
     }
@@ -272,6 +273,14 @@ fn c_program_over_tap_c03_c04_c05_c06_c07() {
         .env("LINGERSTACK_NETNS", net.ns().name())
         .env("LINGERSTACK_ADDR", &addr)
         .env("LINGERSTACK_MAC", &mac)
+        .env(
+            "LINGERSTACK_OFFLOAD",
+            if lingerstack_testkit::offload() {
+                "on"
+            } else {
+                "off"
+            },
+        )
         .env_remove("LINGERSTACK_PCAP")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

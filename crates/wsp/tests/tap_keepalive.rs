@@ -51,13 +51,13 @@ impl Env {
         let name = net.tap_name().to_string();
         let link = net
             .ns()
-            .run(move || TapLink::open(&name))
+            .run(move || TapLink::open_with(&name, lingerstack_testkit::tap_options()))
             .expect("open the TAP inside the namespace");
         let faults = FaultConfig::default();
         let config = ProviderConfig {
             device: DeviceOptions {
-                pcap: None,
                 faults: faults.clone(),
+                ..DeviceOptions::default()
             },
             cleanup_grace: Duration::from_millis(300),
             ..ProviderConfig::new(stack_config(&net))

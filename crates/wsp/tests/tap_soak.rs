@@ -459,7 +459,7 @@ fn start(seed: u64) -> (TapNet, Capture, Provider) {
     let name = net.tap_name().to_string();
     let link = net
         .ns()
-        .run(move || TapLink::open(&name))
+        .run(move || TapLink::open_with(&name, lingerstack_testkit::tap_options()))
         .expect("open the TAP");
     let mut stack = stack_config(&net);
     // Small buffers: a churn of short connections, up to 256 of them in TIME-WAIT.

@@ -111,14 +111,26 @@ enum Life<R> {
     Stopped,
 }
 
-/// Optional middleware for the engine's device.
-#[derive(Default)]
+/// Optional middleware for the engine's device, and whether it uses the link's offloads.
 pub struct DeviceOptions {
     /// Write every frame that crosses the link to this pcap sink: an incoming one as it
     /// arrived (before any fault), an outgoing one as it left (after them).
     pub pcap: Option<PcapSink>,
     /// Fault injection.
     pub faults: FaultConfig,
+    /// Use the link's offloads (TCP super-segments, partial checksums) if it has them: on by
+    /// default. Off, a link with a virtio-net header is asked to turn them off.
+    pub offload: bool,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        DeviceOptions {
+            pcap: None,
+            faults: FaultConfig::default(),
+            offload: true,
+        }
+    }
 }
 
 /// The engine: the only owner of smoltcp state. `R` is the driver's reply token: every
@@ -182,6 +194,7 @@ impl<R: Reply> Engine<R> {
             options.pcap,
             options.faults,
             seed ^ 0x9e37_79b9_7f4a_7c15,
+            options.offload,
         );
         let mac = EthernetAddress(config.mac);
         if !mac.is_unicast() {
@@ -204,9 +217,10 @@ impl<R: Reply> Engine<R> {
         let mut ports = Ports::default();
         ports.seed(seed);
         log::info!(
-            "engine up on {} (mtu {}), addresses {:?}",
+            "engine up on {} (mtu {}, offloads {}), addresses {:?}",
             device.link_mut().describe(),
             device.mtu(),
+            if device.offload() { "on" } else { "off" },
             iface.ip_addrs()
         );
         Ok(Engine {

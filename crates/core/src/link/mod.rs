@@ -23,7 +23,8 @@ pub type Wake = Arc<dyn Fn() + Send + Sync>;
 /// Implementations are non-blocking: `recv` and `send` never wait. The engine calls `recv`
 /// until it returns `Ok(None)` every time it is polled.
 pub trait Link: Send + 'static {
-    /// Read one frame into `buf` (which is at least [`Link::mtu`] + 14 bytes long).
+    /// Read one frame into `buf` (which is at least [`Link::mtu`] + 14 bytes long; with a
+    /// virtio-net header, [`vnet::VNET_HDR_LEN`] + 65535 + 14, and the header comes first).
     ///
     /// `Ok(Some(n))`: a frame of `n` bytes. `Ok(None)`: nothing to read now. `Err(_)`: the link
     /// failed (device removed, fd closed); the engine treats that as "network down".
@@ -51,6 +52,23 @@ pub trait Link: Send + 'static {
 
     /// A short human name for logs and status ("tap ls0", "memory").
     fn describe(&self) -> String;
+
+    /// Whether every frame this link moves starts with a virtio-net header
+    /// ([`vnet::VNET_HDR_LEN`] bytes): `recv` puts one in front of each frame and `send` is
+    /// given one. Fixed for the link's life. Default: no. A link that wraps another must pass
+    /// this and [`Link::set_offload`] on, or the device misreads the inner link's frames.
+    fn vnet_header(&self) -> bool {
+        false
+    }
+
+    /// Turn the link's offloads on or off: with them on, the other side may hand over TCP
+    /// super-segments (up to 64 KiB) and partial checksums, and takes them in return (the
+    /// header says which). Returns whether they are on afterwards; a link without a virtio-net
+    /// header has none (the default).
+    fn set_offload(&mut self, on: bool) -> bool {
+        let _ = on;
+        false
+    }
 }
 
 pub mod device;
@@ -60,6 +78,7 @@ pub mod heard;
 mod layer;
 pub mod pcap;
 pub mod queue;
+pub mod vnet;
 
 pub use device::LinkDevice;
 pub use fault::FaultConfig;

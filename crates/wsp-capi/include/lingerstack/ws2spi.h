@@ -10,7 +10,7 @@
  * entry may be NULL), call WSPStartup(WSP_VERSION_2_2, ...) and drive every socket through the
  * WSPPROC_TABLE it fills. The network comes from the environment: LINGERSTACK_IFACE (a TAP;
  * unset: an in-memory loopback network at 127.0.0.1/8), LINGERSTACK_NETNS, LINGERSTACK_ADDR,
- * LINGERSTACK_GATEWAY, LINGERSTACK_MAC, LINGERSTACK_PCAP, RUST_LOG.
+ * LINGERSTACK_GATEWAY, LINGERSTACK_MAC, LINGERSTACK_PCAP, LINGERSTACK_OFFLOAD, RUST_LOG.
  */
 #ifndef LINGERSTACK_WS2SPI_H
 #define LINGERSTACK_WS2SPI_H

@@ -64,7 +64,7 @@ impl TapEnv {
         let name = net.tap_name().to_string();
         let link = net
             .ns()
-            .run(move || TapLink::open(&name))
+            .run(move || TapLink::open_with(&name, lingerstack_testkit::tap_options()))
             .expect("open the TAP inside the namespace");
         let mut stack = stack_config(&net);
         tweak(&mut stack);
