@@ -625,11 +625,19 @@ impl SegmentGuard {
             return;
         }
         let snd_nxt = seg.seq.wrapping_add(1);
+        // A retransmitted SYN-ACK finds the peer's SYN options taken already by the first:
+        // keep the scale the record has (losing it made every scaled window look 1,000 times
+        // smaller, so old ACKs of reordered data were challenged and their data discarded).
+        let again = self
+            .tracks
+            .get(&seg.tuple)
+            .filter(|t| t.phase == Phase::SynReceived && t.snd_nxt == snd_nxt)
+            .and_then(|t| t.their_scale);
         let mut t = match seg.ack {
             Some(ack) => {
                 let mut t = Track::new(Phase::SynReceived, snd_nxt);
                 t.rcv_nxt = ack;
-                t.their_scale = self.pending_syns.remove(&seg.tuple).flatten();
+                t.their_scale = self.pending_syns.remove(&seg.tuple).flatten().or(again);
                 t
             }
             None => Track::new(Phase::SynSent, snd_nxt),

@@ -16,10 +16,10 @@
 //! that start its fast retransmit: one ACK with a window one unit off (a window update, which
 //! resets smoltcp's duplicate count), then four at `SND.UNA` with the window smoltcp knows.
 //! smoltcp then resends the one segment at `SND.UNA`, without rewinding its whole queue and
-//! without doubling its timeout. The prompts back off as a timeout does (doubling from
-//! [`FIRST_PROMPT`]) and stop after [`GIVE_UP`] without progress, leaving smoltcp's own timeout
-//! (and its peer timeout, which the prompts delay by at most that much) to end a dead
-//! connection.
+//! without doubling its timeout. The prompts back off (doubling from [`FIRST_PROMPT`] up to
+//! smoltcp's 1 s minimum timeout, which they thereby keep from expiring) and stop after
+//! [`GIVE_UP`] without progress, leaving smoltcp's own timeout (and its peer timeout, which
+//! the prompts delay by at most that much) to end a dead connection.
 
 use smoltcp::time::{Duration, Instant};
 
@@ -30,6 +30,10 @@ pub(super) const FIRST_PROMPT: Duration = Duration::from_millis(200);
 pub(super) const GIVE_UP: Duration = Duration::from_secs(15);
 /// Most doublings of the prompt interval (200 ms << 6 is 12.8 s, past [`GIVE_UP`] anyway).
 const MAX_BACKOFF: u32 = 6;
+/// The prompt interval doubles up to smoltcp's minimum timeout and no further: each prompted
+/// retransmission restarts smoltcp's timer, so while the guard prompts, that timer never runs
+/// out and never doubles (a round trip longer than this lets the interval grow past it).
+const MAX_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One connection's loss-recovery record, kept by the guard beside its sequence state.
 #[derive(Clone, Debug, Default)]
@@ -91,7 +95,7 @@ impl Recovery {
         let base = self
             .srtt
             .map_or(FIRST_PROMPT, |s| (s * 4).max(FIRST_PROMPT));
-        base * (1u32 << self.tries.min(MAX_BACKOFF))
+        (base * (1u32 << self.tries.min(MAX_BACKOFF))).min(MAX_INTERVAL.max(base))
     }
 
     /// When the next prompt without fresh evidence is due (`None`: nothing to prompt for).
@@ -169,10 +173,7 @@ mod tests {
             r.prompted(1, d);
             last = d;
         }
-        assert!(
-            last > at(5_000),
-            "several prompts before giving up (last {last})"
-        );
+        assert!(last > at(14_000), "prompts until giving up (last {last})");
         assert!(!r.evidence_allows(1, at(20_000)));
     }
 

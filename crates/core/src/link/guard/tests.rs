@@ -575,3 +575,42 @@ fn an_ack_outside_a_shut_window_is_salvaged_on_a_bare_ack() {
     guard.inbound(&mut ok, false, at(1002));
     assert_eq!(prompts(&mut guard, at(1002)), want);
 }
+
+#[test]
+fn a_retransmitted_syn_ack_keeps_the_peers_window_scale() {
+    let mut guard = SegmentGuard::default();
+    guard.set_listening([(PORT, 1)].into_iter());
+    let mut syn = seg!(Way::In, "S", IRS, None);
+    // The peer's SYN announces scale 7 (the option is appended by hand: NOP + WSCALE).
+    let tcp_at = 34;
+    let mut tcp = TcpPacket::new_checked(&syn[tcp_at..])
+        .unwrap()
+        .into_inner()
+        .to_vec();
+    tcp.splice(20..20, [1, 3, 3, 7]);
+    tcp[12] = 6 << 4;
+    syn.truncate(tcp_at);
+    syn.extend_from_slice(&tcp);
+    let total = (syn.len() - 14) as u16;
+    syn[16..18].copy_from_slice(&total.to_be_bytes());
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut syn[14..]);
+        ip.fill_checksum();
+        let mut tcp = TcpPacket::new_unchecked(ip.payload_mut());
+        tcp.fill_checksum(&IpAddress::Ipv4(PEER), &IpAddress::Ipv4(STACK));
+    }
+    assert!(matches!(inbound(&mut guard, syn).0, GuardVerdict::Pass(_)));
+    // Our SYN-ACK (also scaled) is lost and sent again.
+    let mut syn_ack = seg!(Way::Out, "SA", ISS, Some(IRS + 1));
+    let mut tcp = syn_ack[tcp_at..].to_vec();
+    tcp.splice(20..20, [1, 3, 3, 7]);
+    tcp[12] = 6 << 4;
+    syn_ack.truncate(tcp_at);
+    syn_ack.extend_from_slice(&tcp);
+    let total = (syn_ack.len() - 14) as u16;
+    syn_ack[16..18].copy_from_slice(&total.to_be_bytes());
+    guard.outbound(&syn_ack, at(0));
+    guard.outbound(&syn_ack, at(1000));
+    let track = &guard.tracks[&guard.tracks.keys().next().copied().unwrap()];
+    assert_eq!((track.our_scale, track.their_scale), (Some(7), Some(7)));
+}
