@@ -151,6 +151,8 @@ struct Track {
     their_fin_first: bool,
     /// Loss recovery: when to prompt smoltcp to retransmit.
     rec: recover::Recovery,
+    /// Our largest segment so far: a flight no longer than this is a single segment.
+    max_seg: u32,
     /// The headers of the peer's last segment, the pattern of prompted ACKs.
     template: Option<Template>,
 }
@@ -179,6 +181,7 @@ impl Track {
             their_fin: false,
             their_fin_first: false,
             rec: recover::Recovery::default(),
+            max_seg: 0,
             template: None,
         }
     }
@@ -201,7 +204,8 @@ impl Track {
         {
             return None;
         }
-        self.rec.due(self.snd_una)
+        let single = self.snd_nxt.wrapping_sub(self.snd_una) <= self.max_seg;
+        self.rec.due(self.snd_una, single)
     }
 
     fn scaling(&self) -> bool {
@@ -309,9 +313,9 @@ impl SegmentGuard {
             return self.unknown(frame, &seg, again);
         };
         match track.phase {
-            Phase::SynSent => self.syn_sent(frame, &seg),
+            Phase::SynSent => self.syn_sent(frame, &seg, now),
             Phase::SynReceived if seg.rst => self.rst(frame, &seg, &track),
-            Phase::SynReceived => self.syn_received(frame, &seg),
+            Phase::SynReceived => self.syn_received(frame, &seg, now),
             Phase::Synchronized => self.synchronized(frame, &seg, &track, now),
             Phase::TimeWait { .. } => self.time_wait(frame, &seg, &track, again),
         }
@@ -356,7 +360,7 @@ impl SegmentGuard {
     }
 
     /// We sent a SYN: smoltcp checks the answer itself; note the peer's ISN and scale.
-    fn syn_sent(&mut self, frame: &[u8], seg: &Seg) -> GuardVerdict {
+    fn syn_sent(&mut self, frame: &[u8], seg: &Seg, now: Instant) -> GuardVerdict {
         let len = frame.len();
         if let Some(t) = self.tracks.get_mut(&seg.tuple)
             && seg.syn
@@ -369,6 +373,7 @@ impl SegmentGuard {
             t.phase = Phase::Synchronized;
             t.peer_window = Some(seg.window);
             t.keep_template(frame, seg);
+            t.rec.on_ack(t.snd_una, false, false, now);
         } else if seg.rst && self.tracks.get(&seg.tuple).map(|t| t.snd_nxt) == seg.ack {
             self.tracks.remove(&seg.tuple);
         }
@@ -376,7 +381,7 @@ impl SegmentGuard {
     }
 
     /// We answered a SYN with SYN-ACK.
-    fn syn_received(&mut self, frame: &[u8], seg: &Seg) -> GuardVerdict {
+    fn syn_received(&mut self, frame: &[u8], seg: &Seg, now: Instant) -> GuardVerdict {
         let len = frame.len();
         let Some(t) = self.tracks.get_mut(&seg.tuple) else {
             return GuardVerdict::Pass(len);
@@ -392,6 +397,7 @@ impl SegmentGuard {
             t.phase = Phase::Synchronized;
             t.advance(seg);
             t.keep_template(frame, seg);
+            t.rec.on_ack(t.snd_una, false, false, now);
         }
         GuardVerdict::Pass(len)
     }
@@ -581,7 +587,7 @@ impl SegmentGuard {
             return;
         }
         if seg.syn {
-            self.syn_out(&seg);
+            self.syn_out(&seg, now);
             return;
         }
         let Some(t) = self.tracks.get_mut(&seg.tuple) else {
@@ -592,6 +598,7 @@ impl SegmentGuard {
             .wrapping_add(seg.payload)
             .wrapping_add(u32::from(seg.fin));
         if seg.payload > 0 && t.phase == Phase::Synchronized {
+            t.max_seg = t.max_seg.max(seg.payload);
             let was_idle = !t.payload_outstanding();
             t.rec.on_send(end, seq_gt(end, t.snd_nxt), was_idle, now);
         }
@@ -619,7 +626,7 @@ impl SegmentGuard {
     }
 
     /// Our SYN or SYN-ACK starts a record.
-    fn syn_out(&mut self, seg: &Seg) {
+    fn syn_out(&mut self, seg: &Seg, now: Instant) {
         if self.tracks.len() >= MAX_TRACKS && !self.tracks.contains_key(&seg.tuple) {
             self.counters.untracked += 1;
             return;
@@ -644,6 +651,8 @@ impl SegmentGuard {
         };
         t.our_scale = seg.scale;
         t.rcv_wnd = u32::from(seg.window);
+        // The handshake gives the first round-trip sample (a resent SYN times the resend).
+        t.rec.on_send(snd_nxt, true, false, now);
         self.tracks.insert(seg.tuple, t);
     }
 

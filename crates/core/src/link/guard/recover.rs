@@ -23,9 +23,13 @@
 
 use smoltcp::time::{Duration, Instant};
 
-/// The least time `SND.UNA` must stand still before a prompt without SACK evidence, and the
-/// first gap between two prompts for the same segment (Linux's minimum RTO).
+/// Twice the round trip assumed before the guard has measured one.
 pub(super) const FIRST_PROMPT: Duration = Duration::from_millis(200);
+/// The least wait before a prompt without SACK evidence (as Linux's tail-loss probe).
+const MIN_PROMPT: Duration = Duration::from_millis(10);
+/// Added when a single segment is outstanding: the peer may hold its ACK that long, waiting
+/// for a second one (a delayed ACK, RFC 1122 4.2.3.2).
+const DELAYED_ACK: Duration = Duration::from_millis(200);
 /// After this long without progress the guard stops prompting; smoltcp's timeout goes on.
 pub(super) const GIVE_UP: Duration = Duration::from_secs(15);
 /// Most doublings of the prompt interval (200 ms << 6 is 12.8 s, past [`GIVE_UP`] anyway).
@@ -90,22 +94,28 @@ impl Recovery {
         });
     }
 
-    /// How long to wait after the last event (progress or prompt) before prompting again.
-    fn interval(&self) -> Duration {
-        let base = self
-            .srtt
-            .map_or(FIRST_PROMPT, |s| (s * 4).max(FIRST_PROMPT));
+    /// How long to wait after the last event (progress or prompt) before prompting again:
+    /// twice the round trip (as Linux's tail-loss probe), more if the peer may be delaying
+    /// its ACK for a `single` outstanding segment, doubled for each prompt already given.
+    fn interval(&self, single: bool) -> Duration {
+        let two_rtt = self.srtt.map_or(FIRST_PROMPT, |s| (s * 2).max(MIN_PROMPT));
+        let base = if single {
+            two_rtt + DELAYED_ACK
+        } else {
+            two_rtt
+        };
         (base * (1u32 << self.tries.min(MAX_BACKOFF))).min(MAX_INTERVAL.max(base))
     }
 
-    /// When the next prompt without fresh evidence is due (`None`: nothing to prompt for).
-    pub(super) fn due(&self, snd_una: u32) -> Option<Instant> {
+    /// When the next prompt without fresh evidence is due (`None`: nothing to prompt for);
+    /// `single`: only one segment is outstanding.
+    pub(super) fn due(&self, snd_una: u32, single: bool) -> Option<Instant> {
         let since = self.stalled_since?;
         let last = match self.last_prompt {
             Some((at_una, at)) if at_una == snd_una => at.max(since),
             _ => since,
         };
-        let due = last + self.interval();
+        let due = last + self.interval(single);
         (due < since + GIVE_UP).then_some(due)
     }
 
@@ -116,7 +126,9 @@ impl Recovery {
             return false;
         };
         match self.last_prompt {
-            Some((at_una, _)) if at_una == snd_una => self.due(snd_una).is_some_and(|d| now >= d),
+            Some((at_una, _)) if at_una == snd_una => {
+                self.due(snd_una, false).is_some_and(|d| now >= d)
+            }
             _ => now < since + GIVE_UP,
         }
     }
@@ -146,7 +158,7 @@ mod tests {
     #[test]
     fn nothing_outstanding_nothing_due() {
         let r = Recovery::default();
-        assert_eq!(r.due(1), None);
+        assert_eq!(r.due(1, false), None);
         assert!(!r.evidence_allows(1, at(0)));
     }
 
@@ -154,13 +166,17 @@ mod tests {
     fn a_stall_is_prompted_after_the_first_interval_then_backs_off() {
         let mut r = Recovery::default();
         r.on_send(1001, true, true, at(0));
-        assert_eq!(r.due(1), Some(at(200)));
+        assert_eq!(r.due(1, false), Some(at(200)));
         r.prompted(1, at(200));
-        assert_eq!(r.due(1), Some(at(400)), "first prompt for this segment");
+        assert_eq!(
+            r.due(1, false),
+            Some(at(400)),
+            "first prompt for this segment"
+        );
         r.prompted(1, at(400));
-        assert_eq!(r.due(1), Some(at(800)), "the interval doubles");
+        assert_eq!(r.due(1, false), Some(at(800)), "the interval doubles");
         r.on_ack(1001, true, false, at(450));
-        assert_eq!(r.due(1001), None, "everything acknowledged");
+        assert_eq!(r.due(1001, false), None, "everything acknowledged");
     }
 
     #[test]
@@ -168,7 +184,7 @@ mod tests {
         let mut r = Recovery::default();
         r.on_send(1001, true, true, at(0));
         let mut last = at(0);
-        while let Some(d) = r.due(1) {
+        while let Some(d) = r.due(1, false) {
             assert!(d < at(0) + GIVE_UP);
             r.prompted(1, d);
             last = d;
@@ -201,9 +217,10 @@ mod tests {
         r.on_send(1001, true, true, at(0));
         r.on_ack(1001, true, false, at(100));
         assert_eq!(r.srtt, Some(Duration::from_millis(100)));
-        assert_eq!(r.due(1001), None);
+        assert_eq!(r.due(1001, false), None);
         r.on_send(2001, true, true, at(1_000));
-        assert_eq!(r.due(1001), Some(at(1_400)), "4 x srtt");
+        assert_eq!(r.due(1001, false), Some(at(1_200)), "2 x srtt");
+        assert_eq!(r.due(1001, true), Some(at(1_400)), "and a delayed ACK");
         r.on_send(2001, false, false, at(1_400));
         r.on_ack(2001, true, false, at(1_401));
         assert_eq!(

@@ -504,14 +504,15 @@ fn no_prompt_without_sack_evidence_before_the_timer() {
 }
 
 #[test]
-fn a_stall_is_prompted_after_200_ms_and_the_prompts_back_off() {
+fn a_stall_is_prompted_after_two_round_trips_and_the_prompts_back_off() {
+    // The handshake took no time: two round trips are the 10 ms floor.
     let mut guard = in_flight();
-    assert_eq!(guard.next_due(), Some(at(1200)));
-    assert_eq!(prompts(&mut guard, at(1199)), vec![]);
-    assert_eq!(prompts(&mut guard, at(1200)), prompt_for(ISS + 1));
-    assert_eq!(guard.next_due(), Some(at(1400)));
-    assert_eq!(prompts(&mut guard, at(1400)), prompt_for(ISS + 1));
-    assert_eq!(guard.next_due(), Some(at(1800)), "doubled");
+    assert_eq!(guard.next_due(), Some(at(1010)));
+    assert_eq!(prompts(&mut guard, at(1009)), vec![]);
+    assert_eq!(prompts(&mut guard, at(1010)), prompt_for(ISS + 1));
+    assert_eq!(guard.next_due(), Some(at(1020)));
+    assert_eq!(prompts(&mut guard, at(1020)), prompt_for(ISS + 1));
+    assert_eq!(guard.next_due(), Some(at(1040)), "doubled");
     // Everything acknowledged: nothing more to prompt.
     guard.inbound(&mut ack_in(ISS + 301, WINDOW, None), false, at(1500));
     assert_eq!(prompts(&mut guard, at(5000)), vec![]);
@@ -613,4 +614,18 @@ fn a_retransmitted_syn_ack_keeps_the_peers_window_scale() {
     guard.outbound(&syn_ack, at(1000));
     let track = &guard.tracks[&guard.tracks.keys().next().copied().unwrap()];
     assert_eq!((track.our_scale, track.their_scale), (Some(7), Some(7)));
+}
+
+#[test]
+fn a_single_segment_allows_for_a_delayed_ack() {
+    let mut guard = established();
+    let data = seg!(Way::Out, "PA", ISS + 1, Some(IRS + 1), &[7; 100]);
+    guard.outbound(&data, at(1000));
+    assert_eq!(
+        guard.next_due(),
+        Some(at(1210)),
+        "10 ms and 200 ms of delayed ACK"
+    );
+    assert_eq!(prompts(&mut guard, at(1209)), vec![]);
+    assert_eq!(prompts(&mut guard, at(1210)), prompt_for(ISS + 1));
 }
