@@ -371,8 +371,9 @@ fn transfer(p: &mut Pair, len: usize) -> Duration {
 /// to 60 s and comes down only with a rare clean round-trip sample, so such a transfer stalls
 /// for up to a minute at a time: without the guard's prompts this run (seed 20) had moved
 /// 18,980 bytes after 112 s of virtual time, when the connection was reset. The guard prompts
-/// smoltcp's fast retransmit on the peer's SACK evidence or after 200 ms without progress, so
-/// no wait for data comes near smoltcp's ceiling (measured: 25 s in all, 2.4 s the longest).
+/// smoltcp's fast retransmit on the peer's SACK evidence or after two round trips without
+/// progress, so no wait for data comes near smoltcp's ceiling (measured: 3.3 s in all, 120 ms
+/// the longest).
 #[test]
 fn heavy_loss_both_ways_never_waits_out_a_climbing_timeout() {
     let faults = FaultConfig::seeded(20).with_loss(20).with_reordering(5);

@@ -16,8 +16,8 @@
 //! that start its fast retransmit: one ACK with a window one unit off (a window update, which
 //! resets smoltcp's duplicate count), then four at `SND.UNA` with the window smoltcp knows.
 //! smoltcp then resends the one segment at `SND.UNA`, without rewinding its whole queue and
-//! without doubling its timeout. The prompts back off (doubling from [`FIRST_PROMPT`] up to
-//! smoltcp's 1 s minimum timeout, which they thereby keep from expiring) and stop after
+//! without doubling its timeout. The prompts back off (from twice the round trip, doubling up
+//! to smoltcp's 1 s minimum timeout, which they thereby keep from expiring) and stop after
 //! [`GIVE_UP`] without progress, leaving smoltcp's own timeout (and its peer timeout, which
 //! the prompts delay by at most that much) to end a dead connection.
 
@@ -32,7 +32,7 @@ const MIN_PROMPT: Duration = Duration::from_millis(10);
 const DELAYED_ACK: Duration = Duration::from_millis(200);
 /// After this long without progress the guard stops prompting; smoltcp's timeout goes on.
 pub(super) const GIVE_UP: Duration = Duration::from_secs(15);
-/// Most doublings of the prompt interval (200 ms << 6 is 12.8 s, past [`GIVE_UP`] anyway).
+/// Most doublings of the prompt interval (the interval stops at [`MAX_INTERVAL`] anyway).
 const MAX_BACKOFF: u32 = 6;
 /// The prompt interval doubles up to smoltcp's minimum timeout and no further: each prompted
 /// retransmission restarts smoltcp's timer, so while the guard prompts, that timer never runs
