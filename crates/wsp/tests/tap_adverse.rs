@@ -1,6 +1,6 @@
 //! Close rows on an adverse network: the wire rows of tap_close.rs again, with the stack's
 //! fault middleware losing 5 % of the frames and holding back 5 % behind later ones in both
-//! directions (this kernel has no netem), and a 4 MiB echo under 20 % loss.
+//! directions (this kernel has no netem), and a 4 MiB echo under 10 % (ignored: 20 %) loss.
 //!
 //! Each test runs in its own namespace with a capture on the kernel side of the TAP. That
 //! capture shows what survived the stack's outgoing faults and everything the kernel sent
@@ -654,39 +654,57 @@ fn c24_adverse_close_deadline_resets_stuck_close() {
 // Echo
 // ---------------------------------------------------------------------------------------
 
-/// 4 MiB (or `LINGERSTACK_ECHO_BYTES`) through a provider echo service under 20 % loss and
-/// 5 % reordering each way: the kernel reads back every byte, in order, then end of stream;
-/// the capture holds the same stream both ways, the stack ends with a FIN after the last byte
-/// and never resets, and the losses left their mark on the wire both ways.
-///
-/// Ignored by default: at 20 % loss smoltcp 0.14 as a sender retransmits only after its 1 s
-/// minimum timeout (a kernel whose window grows as it reads sends no duplicate ACKs it
-/// counts), so 4 MiB take far longer than the suite can wait (256 KiB from the stack did not
-/// finish in 4 minutes). Run it with `cargo nextest run -p lingerstack-wsp --test tap_adverse
-/// --run-ignored only`, with a smaller `LINGERSTACK_ECHO_BYTES` for a quicker look.
+/// 4 MiB through a provider echo service under 10 % loss and 5 % reordering each way: the
+/// suite's version of [`adverse_echo_4mib_under_20_percent_loss`] (see there why that one is
+/// not run by default).
 #[test]
-#[ignore = "smoltcp 0.14 recovers from 20 % loss too slowly for the suite: see the doc comment"]
+fn adverse_echo_4mib_under_10_percent_loss() {
+    if !require_tap("adverse_echo_4mib_under_10_percent_loss") {
+        return;
+    }
+    echo_under_heavy_loss("wsp-adverse-echo-10", 7251, 4 << 20, 10);
+}
+
+/// 4 MiB (or `LINGERSTACK_ECHO_BYTES`) through a provider echo service under 20 % loss and
+/// 5 % reordering each way (see [`echo_under_heavy_loss`]).
+///
+/// smoltcp 0.14 alone needed minutes for a fraction of this (its retransmission timeout climbs
+/// to a minute under such loss; see docs/robustness.md). With the guard's prompted
+/// retransmissions and salvaged ACKs, and the FIN held in CLOSE-WAIT while data is
+/// unacknowledged, it usually takes 6-25 s, but the kernel, as the sender of the stream the
+/// stack echoes, sometimes backs its own retransmission timeout off to two minutes (2 of 11
+/// runs: 143 s and 398 s), more than the suite can spend. Run it with `cargo nextest run -p
+/// lingerstack-wsp --test tap_adverse --run-ignored only`.
+#[test]
+#[ignore = "minutes when the kernel's own timeout backs off: the 10 % loss test runs in the suite"]
 fn adverse_echo_4mib_under_20_percent_loss() {
     if !require_tap("adverse_echo_4mib_under_20_percent_loss") {
         return;
     }
-    const PORT: u16 = 7250;
     let len = std::env::var("LINGERSTACK_ECHO_BYTES").map_or(4 << 20, |v| {
         v.trim()
             .parse()
             .expect("LINGERSTACK_ECHO_BYTES is a number")
     });
-    let a = start("wsp-adverse-echo", 20, 20, |_| {});
+    echo_under_heavy_loss("wsp-adverse-echo", 7250, len, 20);
+}
+
+/// `len` bytes through a provider echo service under `loss` % loss and 5 % reordering each way:
+/// the kernel reads back every byte, in order, then end of stream; the capture holds the same
+/// stream both ways, the stack ends with a FIN after the last byte and never resets, and the
+/// losses left their mark on the wire both ways.
+fn echo_under_heavy_loss(name: &str, port: u16, len: usize, loss: u8) {
+    let a = start(name, 20, loss, |_| {});
     let env = &a.env;
     let l = env.p.socket(AF_INET, SOCK_STREAM, IPPROTO_TCP).unwrap();
-    env.p.bind(l, env.stack(PORT)).unwrap();
+    env.p.bind(l, env.stack(port)).unwrap();
     env.p.listen(l, 1).unwrap();
     let p = env.p.clone();
     let server = std::thread::spawn(move || echo_one(&p, l));
     let t0 = Instant::now();
     let k = lingerstack_testkit::peer::tcp_connect(
         env.net.ns(),
-        env.stack(PORT),
+        env.stack(port),
         None,
         Duration::from_secs(20),
     )
@@ -737,14 +755,19 @@ fn adverse_echo_4mib_under_20_percent_loss() {
     );
 }
 
-/// The kernel reads until end of stream (each read may wait 60 s), saying every 10 s how far
+/// Longest wait for any one read of the echo: past Linux's largest retransmission timeout
+/// (120 s), which the kernel, as the sender of the stream the stack echoes, can reach under
+/// this much loss (see docs/robustness.md); a stall of smoltcp's own would end well before.
+const ECHO_READ_WAIT: Duration = Duration::from_secs(150);
+
+/// The kernel reads until end of stream (each read may wait `ECHO_READ_WAIT`), saying every 10 s how far
 /// it got.
 fn read_with_progress(
     mut k: TcpStream,
     len: usize,
     t0: Instant,
 ) -> (Vec<u8>, Option<std::io::Error>) {
-    k.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    k.set_read_timeout(Some(ECHO_READ_WAIT)).unwrap();
     let mut got = Vec::with_capacity(len);
     let mut buf = vec![0u8; 64 * 1024];
     let mut said = Instant::now();

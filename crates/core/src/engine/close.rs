@@ -23,6 +23,8 @@ pub(crate) struct Closing {
     /// never resolve), then the socket is freed regardless.
     give_up: Option<Instant>,
     reason: Option<CloseReason>,
+    /// The FIN waits until the data is acknowledged ([`entry::fin_must_wait`]).
+    fin_deferred: bool,
 }
 
 impl Closing {
@@ -175,7 +177,11 @@ impl<R: Reply> Engine<R> {
         if entry.reason == Some(CloseReason::PeerReset) {
             return Some(CloseOutcome::Nothing);
         }
-        self.socket(handle).close();
+        if entry::fin_must_wait(self.sockets.get::<tcp::Socket>(handle)) {
+            self.closing.last_mut().expect("pushed above").fin_deferred = true;
+        } else {
+            self.socket(handle).close();
+        }
         log::debug!("{id:?} closing gracefully ({mode:?})");
         match mode {
             CloseMode::Linger { timeout } => {
@@ -203,6 +209,7 @@ impl<R: Reply> Engine<R> {
             deadline,
             give_up: None,
             reason: None,
+            fin_deferred: false,
         });
     }
 
@@ -256,6 +263,12 @@ impl<R: Reply> Engine<R> {
         while i < self.closing.len() {
             let c = &mut self.closing[i];
             let socket = self.sockets.get_mut::<tcp::Socket>(c.handle);
+            if c.fin_deferred && !entry::fin_must_wait(socket) {
+                // The data is acknowledged (or the connection moved on): the FIN may go.
+                c.fin_deferred = false;
+                socket.close();
+                again = true;
+            }
             let state = socket.state();
             if state == State::TimeWait {
                 // Finished; it only waits out TIME-WAIT now, in arrival order.

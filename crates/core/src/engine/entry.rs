@@ -42,6 +42,9 @@ pub(crate) struct Entry {
     pub(crate) bound_port: Option<u16>,
     pub(crate) recv_shut: bool,
     pub(crate) send_shut: bool,
+    /// SD_SEND came while the peer had closed and data was unacknowledged: the FIN waits
+    /// (see [`fin_must_wait`]).
+    pub(crate) fin_deferred: bool,
     /// Why the connection ended, once it did.
     pub(crate) reason: Option<CloseReason>,
     /// smoltcp state at the last check, to see transitions the engine did not cause.
@@ -67,6 +70,7 @@ impl Entry {
             bound_port: None,
             recv_shut: false,
             send_shut: false,
+            fin_deferred: false,
             reason: None,
             last_state: State::Closed,
             progress_at: None,
@@ -81,6 +85,15 @@ impl Entry {
     pub(crate) fn broken(&self) -> Option<StackError> {
         self.reason.and_then(reason_error)
     }
+}
+
+/// Must our FIN wait? smoltcp 0.14 answers a duplicate ACK in LAST-ACK with a challenge ACK
+/// and never counts it (nor does the guard's prompt count there), so a FIN sent from
+/// CLOSE-WAIT while data is still unacknowledged would leave every further loss of that data
+/// to its retransmission timeout, which doubles up to a minute. Until the data is
+/// acknowledged the socket stays in CLOSE-WAIT, where fast retransmit works; the FIN follows.
+pub(crate) fn fin_must_wait(socket: &tcp::Socket) -> bool {
+    socket.state() == State::CloseWait && socket.send_queue() > 0
 }
 
 /// The Winsock-visible error of a connection that ended for `reason` (None: it ended cleanly).

@@ -249,13 +249,17 @@ impl<R: Reply> Engine<R> {
         if !entry::synchronized(state) && state != State::Closed {
             return Err(StackError::NotConnected);
         }
+        let wait = entry::fin_must_wait(self.socket(handle));
         let entry = self.entry(id)?;
         if matches!(how, Shutdown::Read | Shutdown::Both) {
             entry.recv_shut = true;
         }
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             entry.send_shut = true;
-            self.socket(handle).close();
+            entry.fin_deferred = wait;
+            if !wait {
+                self.socket(handle).close();
+            }
         }
         Ok(())
     }
@@ -274,6 +278,12 @@ impl<R: Reply> Engine<R> {
                 continue;
             };
             let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            if entry.fin_deferred && !entry::fin_must_wait(socket) {
+                // The data is acknowledged (or the connection moved on): the FIN may go.
+                entry.fin_deferred = false;
+                socket.close();
+                again = true;
+            }
             let state = socket.state();
             if entry.recv_shut && socket.recv_queue() > 0 && state != State::Closed {
                 // Data after SD_RECEIVE resets the connection (WSPShutdown).

@@ -18,6 +18,11 @@
 //! acknowledgement number) and advanced by in-order data as it arrives, so it is exact unless
 //! smoltcp dropped data it had room for; a wrong guess costs one challenge round trip, never a
 //! reset the RFC forbids.
+//!
+//! The guard also prompts smoltcp to retransmit a lost segment at once (`recover`), because
+//! smoltcp's own timeout climbs to a minute under heavy loss.
+
+mod recover;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -42,6 +47,9 @@ const TIME_WAIT: Duration = Duration::from_secs(10);
 /// Largest window a peer can offer (65535 << 14): the bound of the ACK-value check when the
 /// peer's scale is unknown.
 const MAX_WINDOW: u32 = 65535 << 14;
+/// Room for the headers of a peer's segment kept as the pattern of prompted ACKs: Ethernet,
+/// IPv4 with options or IPv6, and the 20 bytes of a TCP header without options.
+const TEMPLATE_LEN: usize = 14 + 60 + 20;
 
 /// A connection's addresses, from the stack's side.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -90,6 +98,13 @@ pub struct GuardCounters {
     pub dup_ack_window_kept: u64,
     /// Retransmitted SYNs for a connection already half-open: dropped.
     pub syn_duplicate: u64,
+    /// Lost segments smoltcp was prompted to retransmit at once (duplicate ACKs shown to it
+    /// on the peer's SACK evidence or after `SND.UNA` stood still).
+    pub retransmit_prompts: u64,
+    /// New ACK values on segments outside our receive window, which smoltcp drops whole:
+    /// shown to it again on a bare ACK at `RCV.NXT` (RFC 9293 3.10.7.4 accepts valid ACKs
+    /// even when the window is zero).
+    pub acks_salvaged: u64,
     /// Connections the guard could not record (table full).
     pub untracked: u64,
 }
@@ -134,6 +149,19 @@ struct Track {
     their_fin: bool,
     /// Their FIN came before ours: we end in LAST-ACK, not TIME-WAIT.
     their_fin_first: bool,
+    /// Loss recovery: when to prompt smoltcp to retransmit.
+    rec: recover::Recovery,
+    /// Our largest segment so far: a flight no longer than this is a single segment.
+    max_seg: u32,
+    /// The headers of the peer's last segment, the pattern of prompted ACKs.
+    template: Option<Template>,
+}
+
+/// The headers of one of the peer's segments (up to [`TEMPLATE_LEN`] bytes) and its facts.
+#[derive(Clone, Copy, Debug)]
+struct Template {
+    bytes: [u8; TEMPLATE_LEN],
+    seg: Seg,
 }
 
 impl Track {
@@ -152,7 +180,32 @@ impl Track {
             our_fin_acked: false,
             their_fin: false,
             their_fin_first: false,
+            rec: recover::Recovery::default(),
+            max_seg: 0,
+            template: None,
         }
+    }
+
+    /// Bytes of ours (not only our FIN) wait for the peer's ACK.
+    fn payload_outstanding(&self) -> bool {
+        let flight = self.snd_nxt.wrapping_sub(self.snd_una);
+        let fin = u32::from(self.our_fin.is_some() && !self.our_fin_acked);
+        flight > fin
+    }
+
+    /// When the guard should next prompt a retransmission without fresh evidence. Never for a
+    /// FIN alone (smoltcp's fast retransmit resends only data, and would leave the FIN without
+    /// a timer) or into a shut window (smoltcp's persist timer's business).
+    fn prompt_due(&self) -> Option<Instant> {
+        if self.phase != Phase::Synchronized
+            || !self.payload_outstanding()
+            || matches!(self.peer_window, None | Some(0))
+            || self.template.is_none()
+        {
+            return None;
+        }
+        let single = self.snd_nxt.wrapping_sub(self.snd_una) <= self.max_seg;
+        self.rec.due(self.snd_una, single)
     }
 
     fn scaling(&self) -> bool {
@@ -212,6 +265,8 @@ struct Seg {
     v4: bool,
     /// Where the TCP header starts.
     tcp_at: usize,
+    /// The right edge of the highest SACK block (the peer holds our bytes up to it).
+    sack_top: Option<u32>,
 }
 
 /// A frame kept for the engine, and the listening port it waits for.
@@ -235,6 +290,10 @@ pub(crate) struct SegmentGuard {
     /// A SYN reached a listening port since the engine last looked.
     listener_activity: bool,
     counters: GuardCounters,
+    /// Prompted ACKs on their way to smoltcp.
+    prompts: VecDeque<Vec<u8>>,
+    /// No connection's prompt is due before this (a lower bound; `None`: none due).
+    next_prompt: Option<Instant>,
 }
 
 impl SegmentGuard {
@@ -254,9 +313,9 @@ impl SegmentGuard {
             return self.unknown(frame, &seg, again);
         };
         match track.phase {
-            Phase::SynSent => self.syn_sent(&seg, len),
+            Phase::SynSent => self.syn_sent(frame, &seg, now),
             Phase::SynReceived if seg.rst => self.rst(frame, &seg, &track),
-            Phase::SynReceived => self.syn_received(&seg, len),
+            Phase::SynReceived => self.syn_received(frame, &seg, now),
             Phase::Synchronized => self.synchronized(frame, &seg, &track, now),
             Phase::TimeWait { .. } => self.time_wait(frame, &seg, &track, again),
         }
@@ -301,7 +360,8 @@ impl SegmentGuard {
     }
 
     /// We sent a SYN: smoltcp checks the answer itself; note the peer's ISN and scale.
-    fn syn_sent(&mut self, seg: &Seg, len: usize) -> GuardVerdict {
+    fn syn_sent(&mut self, frame: &[u8], seg: &Seg, now: Instant) -> GuardVerdict {
+        let len = frame.len();
         if let Some(t) = self.tracks.get_mut(&seg.tuple)
             && seg.syn
             && !seg.rst
@@ -311,6 +371,9 @@ impl SegmentGuard {
             t.their_scale = seg.scale;
             t.snd_una = t.snd_nxt;
             t.phase = Phase::Synchronized;
+            t.peer_window = Some(seg.window);
+            t.keep_template(frame, seg);
+            t.rec.on_ack(t.snd_una, false, false, now);
         } else if seg.rst && self.tracks.get(&seg.tuple).map(|t| t.snd_nxt) == seg.ack {
             self.tracks.remove(&seg.tuple);
         }
@@ -318,7 +381,8 @@ impl SegmentGuard {
     }
 
     /// We answered a SYN with SYN-ACK.
-    fn syn_received(&mut self, seg: &Seg, len: usize) -> GuardVerdict {
+    fn syn_received(&mut self, frame: &[u8], seg: &Seg, now: Instant) -> GuardVerdict {
+        let len = frame.len();
         let Some(t) = self.tracks.get_mut(&seg.tuple) else {
             return GuardVerdict::Pass(len);
         };
@@ -332,6 +396,8 @@ impl SegmentGuard {
             t.snd_una = t.snd_nxt;
             t.phase = Phase::Synchronized;
             t.advance(seg);
+            t.keep_template(frame, seg);
+            t.rec.on_ack(t.snd_una, false, false, now);
         }
         GuardVerdict::Pass(len)
     }
@@ -381,14 +447,93 @@ impl SegmentGuard {
                 self.counters.dup_ack_window_kept += 1;
             }
         }
+        let outside = t.outside_window(seg);
         let track = self.tracks.get_mut(&seg.tuple).expect("tracked");
+        let una = track.snd_una;
         track.advance(seg);
         // The window smoltcp now knows.
         track.peer_window = Some(shown_window);
+        track.keep_template(frame, seg);
+        let moved = track.snd_una != una;
+        if moved
+            && outside
+            && let Some(template) = track.template
+        {
+            // smoltcp drops the whole segment, its ACK too; a zero window then deadlocks (our
+            // data is never seen acknowledged, so the application never reads).
+            let ack = prompted_ack(&template, track.rcv_nxt, track.snd_una, shown_window);
+            self.prompts.push_back(ack);
+            self.counters.acks_salvaged += 1;
+        }
+        track
+            .rec
+            .on_ack(track.snd_una, moved, track.payload_outstanding(), now);
+        let lost = seg.payload == 0
+            && !seg.fin
+            && seg.ack == Some(track.snd_una)
+            && seg.sack_top.is_some_and(|top| seq_gt(top, track.snd_una))
+            && track.rec.evidence_allows(track.snd_una, now);
         if track.settle_fins(now) {
             self.tracks.remove(&seg.tuple);
+            return GuardVerdict::Pass(frame.len());
         }
+        if lost {
+            self.prompt(&seg.tuple, now);
+        }
+        self.note_due(&seg.tuple);
         GuardVerdict::Pass(frame.len())
+    }
+
+    /// Fold a connection's next prompt into the guard's earliest one.
+    fn note_due(&mut self, tuple: &Tuple) {
+        if let Some(due) = self.tracks.get(tuple).and_then(Track::prompt_due) {
+            self.next_prompt = Some(self.next_prompt.map_or(due, |n| n.min(due)));
+        }
+    }
+
+    /// Show smoltcp the duplicate ACKs that start its fast retransmit of the segment at
+    /// `SND.UNA` (see `recover`): a window update that resets its duplicate count, then four
+    /// duplicates with the window it knows.
+    fn prompt(&mut self, tuple: &Tuple, now: Instant) {
+        let Some(t) = self.tracks.get_mut(tuple) else {
+            return;
+        };
+        let (Some(template), Some(window)) = (t.template, t.peer_window) else {
+            return;
+        };
+        if window == 0 || !t.payload_outstanding() {
+            return;
+        }
+        let other = if window > 1 { window - 1 } else { window + 1 };
+        for shown in [other, window, window, window, window] {
+            self.prompts
+                .push_back(prompted_ack(&template, t.rcv_nxt, t.snd_una, shown));
+        }
+        t.rec.prompted(t.snd_una, now);
+        self.counters.retransmit_prompts += 1;
+    }
+
+    /// Prompt every connection whose prompt is due at `now`.
+    fn prompt_due(&mut self, now: Instant) {
+        if self.next_prompt.is_none_or(|n| now < n) {
+            return;
+        }
+        let due: Vec<Tuple> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.prompt_due().is_some_and(|d| d <= now))
+            .map(|(tuple, _)| *tuple)
+            .collect();
+        for tuple in &due {
+            self.prompt(tuple, now);
+        }
+        self.next_prompt = self.tracks.values().filter_map(Track::prompt_due).min();
+    }
+
+    /// The next prompted ACK for smoltcp, prompting first every connection due at `now`.
+    pub(crate) fn next_prompt(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.prompt_due(now);
+        self.prompts.pop_front()
     }
 
     /// A RST: only one at exactly RCV.NXT resets; others in the window are challenged, the
@@ -432,8 +577,8 @@ impl SegmentGuard {
         GuardVerdict::Pass(rewrite_probe(frame, seg, seq, t.snd_nxt))
     }
 
-    /// Learn from a frame the stack sends.
-    pub(crate) fn outbound(&mut self, frame: &[u8]) {
+    /// Learn from a frame the stack sends at `now`.
+    pub(crate) fn outbound(&mut self, frame: &[u8], now: Instant) {
         let Some(seg) = parse(frame, Direction::Out) else {
             return;
         };
@@ -442,7 +587,7 @@ impl SegmentGuard {
             return;
         }
         if seg.syn {
-            self.syn_out(&seg);
+            self.syn_out(&seg, now);
             return;
         }
         let Some(t) = self.tracks.get_mut(&seg.tuple) else {
@@ -452,6 +597,11 @@ impl SegmentGuard {
             .seq
             .wrapping_add(seg.payload)
             .wrapping_add(u32::from(seg.fin));
+        if seg.payload > 0 && t.phase == Phase::Synchronized {
+            t.max_seg = t.max_seg.max(seg.payload);
+            let was_idle = !t.payload_outstanding();
+            t.rec.on_send(end, seq_gt(end, t.snd_nxt), was_idle, now);
+        }
         if seq_gt(end, t.snd_nxt) {
             t.snd_nxt = end;
         }
@@ -471,26 +621,38 @@ impl SegmentGuard {
                 t.phase = Phase::Synchronized;
             }
         }
+        let tuple = seg.tuple;
+        self.note_due(&tuple);
     }
 
     /// Our SYN or SYN-ACK starts a record.
-    fn syn_out(&mut self, seg: &Seg) {
+    fn syn_out(&mut self, seg: &Seg, now: Instant) {
         if self.tracks.len() >= MAX_TRACKS && !self.tracks.contains_key(&seg.tuple) {
             self.counters.untracked += 1;
             return;
         }
         let snd_nxt = seg.seq.wrapping_add(1);
+        // A retransmitted SYN-ACK finds the peer's SYN options taken already by the first:
+        // keep the scale the record has (losing it made every scaled window look 1,000 times
+        // smaller, so old ACKs of reordered data were challenged and their data discarded).
+        let again = self
+            .tracks
+            .get(&seg.tuple)
+            .filter(|t| t.phase == Phase::SynReceived && t.snd_nxt == snd_nxt)
+            .and_then(|t| t.their_scale);
         let mut t = match seg.ack {
             Some(ack) => {
                 let mut t = Track::new(Phase::SynReceived, snd_nxt);
                 t.rcv_nxt = ack;
-                t.their_scale = self.pending_syns.remove(&seg.tuple).flatten();
+                t.their_scale = self.pending_syns.remove(&seg.tuple).flatten().or(again);
                 t
             }
             None => Track::new(Phase::SynSent, snd_nxt),
         };
         t.our_scale = seg.scale;
         t.rcv_wnd = u32::from(seg.window);
+        // The handshake gives the first round-trip sample (a resent SYN times the resend).
+        t.rec.on_send(snd_nxt, true, false, now);
         self.tracks.insert(seg.tuple, t);
     }
 
@@ -555,13 +717,41 @@ impl SegmentGuard {
         self.released.pop_front()
     }
 
-    /// When the guard next needs the clock (none yet: a stub for its own timers).
+    /// When the guard next needs the clock: at once for prompted ACKs not yet delivered,
+    /// else when the earliest prompt may be due.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        None
+        if self.prompts.is_empty() {
+            self.next_prompt
+        } else {
+            Some(Instant::ZERO)
+        }
     }
 }
 
 impl Track {
+    /// Does the segment lie outside our receive window (RFC 9293 3.10.7.4), so that smoltcp
+    /// drops it without looking at its ACK?
+    fn outside_window(&self, seg: &Seg) -> bool {
+        let len = seg.payload + u32::from(seg.fin);
+        let offset = |seq: u32| seq.wrapping_sub(self.rcv_nxt);
+        if self.rcv_wnd == 0 {
+            return len > 0 || seg.seq != self.rcv_nxt;
+        }
+        let first_in = offset(seg.seq) < self.rcv_wnd;
+        let last_in = len > 0 && offset(seg.seq.wrapping_add(len - 1)) < self.rcv_wnd;
+        !(first_in || last_in)
+    }
+
+    /// Keep the headers of the peer's segment as the pattern of prompted ACKs.
+    fn keep_template(&mut self, frame: &[u8], seg: &Seg) {
+        let len = seg.tcp_at + 20;
+        if len <= TEMPLATE_LEN && frame.len() >= len {
+            let mut bytes = [0; TEMPLATE_LEN];
+            bytes[..len].copy_from_slice(&frame[..len]);
+            self.template = Some(Template { bytes, seg: *seg });
+        }
+    }
+
     /// In-order data and FIN from the peer move `rcv_nxt`; its ACK moves `snd_una`.
     fn advance(&mut self, seg: &Seg) {
         if let Some(ack) = seg.ack
@@ -665,11 +855,20 @@ fn parse(frame: &[u8], dir: Direction) -> Option<Seg> {
             remote: dest,
         },
     };
-    let scale = if tcp.syn() {
-        tcp.options_summary().ok().and_then(|o| o.window_scale)
-    } else {
-        None
-    };
+    let options = (tcp.header_len() > 20)
+        .then(|| tcp.options_summary().ok())
+        .flatten();
+    let scale = options
+        .as_ref()
+        .filter(|_| tcp.syn())
+        .and_then(|o| o.window_scale);
+    let sack_top = options.as_ref().and_then(|o| {
+        o.sack_ranges
+            .iter()
+            .flatten()
+            .map(|&(_, right)| right)
+            .reduce(|a, b| if seq_gt(b, a) { b } else { a })
+    });
     Some(Seg {
         tuple,
         seq: tcp.seq_number().0 as u32,
@@ -683,7 +882,19 @@ fn parse(frame: &[u8], dir: Direction) -> Option<Seg> {
         ip_at,
         v4,
         tcp_at,
+        sack_top,
     })
+}
+
+/// A bare ACK in the peer's name, built on `template`: sequence number `seq`, ACK value `ack`,
+/// window field `window`.
+fn prompted_ack(template: &Template, seq: u32, ack: u32, window: u16) -> Vec<u8> {
+    let seg = &template.seg;
+    let mut frame = template.bytes[..seg.tcp_at + 20].to_vec();
+    let len = rewrite_probe(&mut frame, seg, seq, ack);
+    frame.truncate(len);
+    rewrite_window(&mut frame, seg, window);
+    frame
 }
 
 /// Does the segment's TCP checksum hold? (Decisions that change state trust only those.)

@@ -179,8 +179,8 @@ impl Layer for GuardLayer {
         self.judge(frame, false, now)
     }
 
-    fn outbound(&mut self, frame: &mut [u8], _now: Instant) -> Verdict {
-        self.guard.outbound(frame);
+    fn outbound(&mut self, frame: &mut [u8], now: Instant) -> Verdict {
+        self.guard.outbound(frame, now);
         Verdict::Pass(frame.len())
     }
 
@@ -189,6 +189,10 @@ impl Layer for GuardLayer {
     fn release(&mut self, way: Way, now: Instant) -> Option<Vec<u8>> {
         if way == Way::Out {
             return None;
+        }
+        // Prompted ACKs are the guard's own: they are not judged again.
+        if let Some(frame) = self.guard.next_prompt(now) {
+            return Some(frame);
         }
         while let Some(mut frame) = self.guard.next_released() {
             if let Verdict::Pass(len) = self.judge(&mut frame, true, now) {

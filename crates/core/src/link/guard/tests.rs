@@ -38,6 +38,34 @@ macro_rules! seg {
 }
 
 fn build(way: Way, flags: &str, seq: u32, ack: Option<u32>, payload: &[u8], peer: u16) -> Vec<u8> {
+    build_with(way, flags, seq, ack, payload, peer, WINDOW, None)
+}
+
+/// A pure ACK from the peer with its window field and a SACK block.
+fn ack_in(ack: u32, window: u16, sack: Option<(u32, u32)>) -> Vec<u8> {
+    build_with(
+        Way::In,
+        "A",
+        IRS + 1,
+        Some(ack),
+        &[],
+        PEER_PORT,
+        window,
+        sack,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_with(
+    way: Way,
+    flags: &str,
+    seq: u32,
+    ack: Option<u32>,
+    payload: &[u8],
+    peer: u16,
+    window: u16,
+    sack: Option<(u32, u32)>,
+) -> Vec<u8> {
     let control = match (
         flags.contains('S'),
         flags.contains('R'),
@@ -59,11 +87,11 @@ fn build(way: Way, flags: &str, seq: u32, ack: Option<u32>, payload: &[u8], peer
         control,
         seq_number: TcpSeqNumber(seq as i32),
         ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
-        window_len: WINDOW,
+        window_len: window,
         window_scale: None,
         max_seg_size: None,
         sack_permitted: false,
-        sack_ranges: [None; 3],
+        sack_ranges: [sack, None, None],
         timestamp: None,
         payload,
     };
@@ -127,7 +155,10 @@ fn inbound(guard: &mut SegmentGuard, mut frame: Vec<u8>) -> (GuardVerdict, Vec<u
 /// A connection past its handshake: we answered the peer's SYN, the peer acknowledged.
 fn established() -> SegmentGuard {
     let mut guard = SegmentGuard::default();
-    guard.outbound(&seg!(Way::Out, "SA", ISS, Some(IRS + 1)));
+    guard.outbound(
+        &seg!(Way::Out, "SA", ISS, Some(IRS + 1)),
+        Instant::from_secs(1),
+    );
     let (verdict, _) = inbound(&mut guard, seg!(Way::In, "A", IRS + 1, Some(ISS + 1)));
     assert!(matches!(verdict, GuardVerdict::Pass(_)));
     guard
@@ -202,7 +233,10 @@ fn in_order_data_moves_rcv_nxt_so_the_next_exact_rst_passes() {
 fn the_stacks_ack_resynchronises_rcv_nxt() {
     let mut guard = established();
     // smoltcp took more than the guard saw (say a hole was filled): its ACK says so.
-    guard.outbound(&seg!(Way::Out, "A", ISS + 1, Some(IRS + 301)));
+    guard.outbound(
+        &seg!(Way::Out, "A", ISS + 1, Some(IRS + 301)),
+        Instant::from_secs(1),
+    );
     let (verdict, _) = inbound(&mut guard, seg!(Way::In, "R", IRS + 301, None));
     assert!(matches!(verdict, GuardVerdict::Pass(_)));
 }
@@ -230,7 +264,10 @@ fn ack_far_below_snd_una_becomes_a_probe() {
 #[test]
 fn old_but_acceptable_ack_is_raised_so_the_data_counts() {
     let mut guard = established();
-    guard.outbound(&seg!(Way::Out, "PA", ISS + 1, Some(IRS + 1), &[0; 100]));
+    guard.outbound(
+        &seg!(Way::Out, "PA", ISS + 1, Some(IRS + 1), &[0; 100]),
+        Instant::from_secs(1),
+    );
     let (_, _) = inbound(&mut guard, seg!(Way::In, "A", IRS + 1, Some(ISS + 101)));
     // Reordered: data carrying an older ACK value.
     let (verdict, frame) = inbound(
@@ -292,7 +329,10 @@ fn syn_to_a_port_with_no_listener_passes_for_smoltcp_to_reset() {
 #[test]
 fn retransmitted_syn_of_a_half_open_connection_is_dropped() {
     let mut guard = SegmentGuard::default();
-    guard.outbound(&seg!(Way::Out, "SA", ISS, Some(IRS + 1)));
+    guard.outbound(
+        &seg!(Way::Out, "SA", ISS, Some(IRS + 1)),
+        Instant::from_secs(1),
+    );
     let (verdict, _) = inbound(&mut guard, seg!(Way::In, "S", IRS, None));
     assert_eq!(verdict, GuardVerdict::Drop);
 }
@@ -300,10 +340,16 @@ fn retransmitted_syn_of_a_half_open_connection_is_dropped() {
 /// We close first: our FIN, the peer's ACK and FIN, our ACK: TIME-WAIT.
 fn time_wait() -> SegmentGuard {
     let mut guard = established();
-    guard.outbound(&seg!(Way::Out, "FA", ISS + 1, Some(IRS + 1)));
+    guard.outbound(
+        &seg!(Way::Out, "FA", ISS + 1, Some(IRS + 1)),
+        Instant::from_secs(1),
+    );
     inbound(&mut guard, seg!(Way::In, "A", IRS + 1, Some(ISS + 2)));
     inbound(&mut guard, seg!(Way::In, "FA", IRS + 1, Some(ISS + 2)));
-    guard.outbound(&seg!(Way::Out, "A", ISS + 2, Some(IRS + 2)));
+    guard.outbound(
+        &seg!(Way::Out, "A", ISS + 2, Some(IRS + 2)),
+        Instant::from_secs(1),
+    );
     let track = guard.tracks.values().next().expect("tracked");
     assert!(matches!(track.phase, Phase::TimeWait { .. }), "{track:?}");
     guard
@@ -340,7 +386,10 @@ fn time_wait_records_expire() {
 fn closing_second_forgets_the_connection_at_the_ack_of_our_fin() {
     let mut guard = established();
     inbound(&mut guard, seg!(Way::In, "FA", IRS + 1, Some(ISS + 1)));
-    guard.outbound(&seg!(Way::Out, "FA", ISS + 1, Some(IRS + 2)));
+    guard.outbound(
+        &seg!(Way::Out, "FA", ISS + 1, Some(IRS + 2)),
+        Instant::from_secs(1),
+    );
     inbound(&mut guard, seg!(Way::In, "A", IRS + 2, Some(ISS + 2)));
     assert!(guard.tracks.is_empty());
 }
@@ -348,14 +397,17 @@ fn closing_second_forgets_the_connection_at_the_ack_of_our_fin() {
 #[test]
 fn our_rst_ends_the_record() {
     let mut guard = established();
-    guard.outbound(&seg!(Way::Out, "RA", ISS + 1, Some(IRS + 1)));
+    guard.outbound(
+        &seg!(Way::Out, "RA", ISS + 1, Some(IRS + 1)),
+        Instant::from_secs(1),
+    );
     assert!(guard.tracks.is_empty());
 }
 
 #[test]
 fn active_open_is_synchronized_by_the_syn_ack() {
     let mut guard = SegmentGuard::default();
-    guard.outbound(&seg!(Way::Out, "S", ISS, None));
+    guard.outbound(&seg!(Way::Out, "S", ISS, None), Instant::from_secs(1));
     inbound(&mut guard, seg!(Way::In, "SA", IRS, Some(ISS + 1)));
     let (verdict, frame) = inbound(&mut guard, seg!(Way::In, "R", IRS + 50, None));
     assert_probe(verdict, &frame, IRS + 1, ISS + 1);
@@ -373,4 +425,207 @@ fn garbage_and_other_protocols_pass_untouched() {
         assert_eq!(verdict, GuardVerdict::Pass(junk.len()));
         assert_eq!(frame, junk);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Prompted retransmission and salvaged ACKs
+// ---------------------------------------------------------------------------------------
+
+fn at(ms: u64) -> Instant {
+    Instant::from_millis(ms as i64)
+}
+
+/// `established()` with three segments of 100 bytes of ours in flight, sent at 1 s.
+fn in_flight() -> SegmentGuard {
+    let mut guard = established();
+    for i in 0..3 {
+        let seq = ISS + 1 + 100 * i;
+        guard.outbound(
+            &seg!(Way::Out, "PA", seq, Some(IRS + 1), &[7; 100]),
+            at(1000),
+        );
+    }
+    guard
+}
+
+/// Every prompted ACK waiting at `now`: (seq, ack, window) each, checksums verified.
+fn prompts(guard: &mut SegmentGuard, now: Instant) -> Vec<(u32, Option<u32>, u16)> {
+    let mut out = Vec::new();
+    while let Some(frame) = guard.next_prompt(now) {
+        let (control, seq, ack, payload) = read(&frame);
+        assert_eq!((control, payload), (TcpControl::None, 0), "a bare ACK");
+        let window = TcpPacket::new_checked(&frame[34..]).unwrap().window_len();
+        out.push((seq, ack, window));
+    }
+    out
+}
+
+/// The prompt for the segment at `una`: a window update, then four duplicates.
+fn prompt_for(una: u32) -> Vec<(u32, Option<u32>, u16)> {
+    let mut want = vec![(IRS + 1, Some(una), WINDOW - 1)];
+    want.extend([(IRS + 1, Some(una), WINDOW); 4]);
+    want
+}
+
+#[test]
+fn a_sack_above_snd_una_prompts_one_fast_retransmit() {
+    let mut guard = in_flight();
+    // The first segment was lost: the peer holds the second and says so.
+    let sack = Some((ISS + 101, ISS + 201));
+    let verdict = guard.inbound(&mut ack_in(ISS + 1, WINDOW, sack), false, at(1001));
+    assert_eq!(
+        verdict,
+        GuardVerdict::Pass(66),
+        "the peer's ACK itself goes on unchanged"
+    );
+    assert_eq!(
+        guard.next_due(),
+        Some(Instant::ZERO),
+        "prompts wait for delivery"
+    );
+    assert_eq!(prompts(&mut guard, at(1001)), prompt_for(ISS + 1));
+    assert_eq!(guard.counters().retransmit_prompts, 1);
+    // More evidence for the same segment: its retransmission is on its way.
+    let sack = Some((ISS + 101, ISS + 301));
+    guard.inbound(&mut ack_in(ISS + 1, WINDOW, sack), false, at(1002));
+    assert_eq!(prompts(&mut guard, at(1002)), vec![]);
+    // A partial ACK with the third segment still SACKed: the next hole, at once.
+    let sack = Some((ISS + 201, ISS + 301));
+    guard.inbound(&mut ack_in(ISS + 101, WINDOW, sack), false, at(1003));
+    assert_eq!(prompts(&mut guard, at(1003)), prompt_for(ISS + 101));
+}
+
+#[test]
+fn no_prompt_without_sack_evidence_before_the_timer() {
+    let mut guard = in_flight();
+    guard.inbound(&mut ack_in(ISS + 1, WINDOW, None), false, at(1001));
+    assert_eq!(prompts(&mut guard, at(1001)), vec![]);
+    assert_eq!(guard.counters().retransmit_prompts, 0);
+}
+
+#[test]
+fn a_stall_is_prompted_after_two_round_trips_and_the_prompts_back_off() {
+    // The handshake took no time: two round trips are the 10 ms floor.
+    let mut guard = in_flight();
+    assert_eq!(guard.next_due(), Some(at(1010)));
+    assert_eq!(prompts(&mut guard, at(1009)), vec![]);
+    assert_eq!(prompts(&mut guard, at(1010)), prompt_for(ISS + 1));
+    assert_eq!(guard.next_due(), Some(at(1020)));
+    assert_eq!(prompts(&mut guard, at(1020)), prompt_for(ISS + 1));
+    assert_eq!(guard.next_due(), Some(at(1040)), "doubled");
+    // Everything acknowledged: nothing more to prompt.
+    guard.inbound(&mut ack_in(ISS + 301, WINDOW, None), false, at(1500));
+    assert_eq!(prompts(&mut guard, at(5000)), vec![]);
+    assert_eq!(
+        guard.next_due(),
+        None,
+        "the earliest prompt is recomputed when due"
+    );
+}
+
+#[test]
+fn no_prompt_for_a_lone_fin_or_into_a_shut_window() {
+    let mut guard = in_flight();
+    guard.inbound(&mut ack_in(ISS + 301, WINDOW, None), false, at(1001));
+    guard.outbound(&seg!(Way::Out, "FA", ISS + 301, Some(IRS + 1)), at(1002));
+    assert_eq!(
+        prompts(&mut guard, at(9000)),
+        vec![],
+        "only our FIN is outstanding"
+    );
+    assert_eq!(guard.next_due(), None);
+
+    let mut guard = in_flight();
+    guard.inbound(&mut ack_in(ISS + 101, 0, None), false, at(1001));
+    assert_eq!(
+        prompts(&mut guard, at(9000)),
+        vec![],
+        "the peer's window is shut"
+    );
+    assert_eq!(guard.next_due(), None);
+}
+
+#[test]
+fn an_ack_outside_a_shut_window_is_salvaged_on_a_bare_ack() {
+    let mut guard = in_flight();
+    // We advertise a zero window.
+    let shut = build_with(
+        Way::Out,
+        "A",
+        ISS + 301,
+        Some(IRS + 1),
+        &[],
+        PEER_PORT,
+        0,
+        None,
+    );
+    guard.outbound(&shut, at(1000));
+    // The peer's segment lies beyond it (a window probe's bytes), with a new ACK value.
+    let mut probe = seg!(Way::In, "PA", IRS + 5, Some(ISS + 201), b"abcd");
+    let len = probe.len();
+    assert_eq!(
+        guard.inbound(&mut probe, false, at(1001)),
+        GuardVerdict::Pass(len)
+    );
+    let mut want = vec![(IRS + 1, Some(ISS + 201), WINDOW)];
+    // The third segment is still out and the timer is not due: nothing else.
+    assert_eq!(prompts(&mut guard, at(1001)), std::mem::take(&mut want));
+    assert_eq!(guard.counters().acks_salvaged, 1);
+    // An in-window segment is left to smoltcp alone.
+    let mut ok = seg!(Way::In, "A", IRS + 1, Some(ISS + 301));
+    guard.inbound(&mut ok, false, at(1002));
+    assert_eq!(prompts(&mut guard, at(1002)), want);
+}
+
+#[test]
+fn a_retransmitted_syn_ack_keeps_the_peers_window_scale() {
+    let mut guard = SegmentGuard::default();
+    guard.set_listening([(PORT, 1)].into_iter());
+    let mut syn = seg!(Way::In, "S", IRS, None);
+    // The peer's SYN announces scale 7 (the option is appended by hand: NOP + WSCALE).
+    let tcp_at = 34;
+    let mut tcp = TcpPacket::new_checked(&syn[tcp_at..])
+        .unwrap()
+        .into_inner()
+        .to_vec();
+    tcp.splice(20..20, [1, 3, 3, 7]);
+    tcp[12] = 6 << 4;
+    syn.truncate(tcp_at);
+    syn.extend_from_slice(&tcp);
+    let total = (syn.len() - 14) as u16;
+    syn[16..18].copy_from_slice(&total.to_be_bytes());
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut syn[14..]);
+        ip.fill_checksum();
+        let mut tcp = TcpPacket::new_unchecked(ip.payload_mut());
+        tcp.fill_checksum(&IpAddress::Ipv4(PEER), &IpAddress::Ipv4(STACK));
+    }
+    assert!(matches!(inbound(&mut guard, syn).0, GuardVerdict::Pass(_)));
+    // Our SYN-ACK (also scaled) is lost and sent again.
+    let mut syn_ack = seg!(Way::Out, "SA", ISS, Some(IRS + 1));
+    let mut tcp = syn_ack[tcp_at..].to_vec();
+    tcp.splice(20..20, [1, 3, 3, 7]);
+    tcp[12] = 6 << 4;
+    syn_ack.truncate(tcp_at);
+    syn_ack.extend_from_slice(&tcp);
+    let total = (syn_ack.len() - 14) as u16;
+    syn_ack[16..18].copy_from_slice(&total.to_be_bytes());
+    guard.outbound(&syn_ack, at(0));
+    guard.outbound(&syn_ack, at(1000));
+    let track = &guard.tracks[&guard.tracks.keys().next().copied().unwrap()];
+    assert_eq!((track.our_scale, track.their_scale), (Some(7), Some(7)));
+}
+
+#[test]
+fn a_single_segment_allows_for_a_delayed_ack() {
+    let mut guard = established();
+    let data = seg!(Way::Out, "PA", ISS + 1, Some(IRS + 1), &[7; 100]);
+    guard.outbound(&data, at(1000));
+    assert_eq!(
+        guard.next_due(),
+        Some(at(1210)),
+        "10 ms and 200 ms of delayed ACK"
+    );
+    assert_eq!(prompts(&mut guard, at(1209)), vec![]);
+    assert_eq!(prompts(&mut guard, at(1210)), prompt_for(ISS + 1));
 }
