@@ -9,6 +9,9 @@
 # LINGERSTACK_REQUIRE_TAP=1 makes a skip a failure (CI sets it).
 # Extra arguments go to the test runner (e.g. a filter).
 #
+# The packetdrill scripts (tests/packetdrill) run only when PACKETDRILL names a packetdrill
+# binary: CI cannot fetch packetdrill, so there the shim's own tests stand in for them.
+#
 # nextest does not run doctests, so the documentation's examples (the Rust API's among them,
 # on the in-memory link) run afterwards with `cargo test --doc`, skipped when a filter is given.
 set -euo pipefail
@@ -23,5 +26,8 @@ if [ "$#" -eq 0 ]; then
     cargo test --doc --workspace --all-features 2>&1 | tee "$log" || status=$?
     awk '/^test result:/ { p += $4; f += $6 } END { printf "doctests: %d passed, %d failed\n", p, f }' "$log"
     rm -f "$log"
+fi
+if [ -n "${PACKETDRILL:-}" ] && [ "$#" -eq 0 ]; then
+    bash scripts/packetdrill.sh || status=$?
 fi
 exit "$status"
