@@ -126,10 +126,10 @@ impl TxSide {
             write_stand_in(&mut self.buf);
         }
         let total = self.stand_in + len;
-        if let Verdict::Pass(n) = self.layers.outbound(&mut self.buf[..total], self.now) {
-            if let Some(frame) = self.buf.get(self.stand_in..n) {
-                self.wire.send(frame);
-            }
+        if let Verdict::Pass(n) = self.layers.outbound(&mut self.buf[..total], self.now)
+            && let Some(frame) = self.buf.get(self.stand_in..n)
+        {
+            self.wire.send(frame);
         }
         self.flush_held(self.now);
     }
@@ -295,11 +295,11 @@ impl LinkDevice {
                 write_stand_in(&mut self.rx_buf);
             }
             let frame = &mut self.rx_buf[..stand_in + n];
-            if let Verdict::Pass(len) = self.tx.layers.inbound(frame, now) {
-                if len >= stand_in {
-                    self.rx_len = len;
-                    return true;
-                }
+            if let Verdict::Pass(len) = self.tx.layers.inbound(frame, now)
+                && len >= stand_in
+            {
+                self.rx_len = len;
+                return true;
             }
         }
     }
