@@ -209,6 +209,8 @@ impl Shim {
                 Some(t) => {
                     self.clock.jump_to(t);
                     self.catch_up(&mut st);
+                    // A poll waiting for this moment on the other thread returns now.
+                    self.wake.notify_all();
                 }
                 None if started.elapsed() > RECEIVE_GIVE_UP => return None,
                 None => st = self.sleep(st, None),
@@ -222,6 +224,8 @@ impl Shim {
         self.clock.jump_to(self.clock.now() + i64::from(usecs));
         let mut st = st;
         self.catch_up(&mut st);
+        // A poll whose timeout the jump passed returns now, not at its next nap.
+        self.wake.notify_all();
     }
 
     /// Register a shim-side deadline (a poll's timeout) so that jumps stop at it; the token

@@ -26,7 +26,8 @@
 //! The calls speak Linux: Linux errno values (set through libc's errno), `struct linger
 //! {int l_onoff; int l_linger}`, SO_REUSEADDR, SO_RCVBUF and SO_SNDBUF (reported doubled, as
 //! Linux does), SO_KEEPALIVE with TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT, TCP_NODELAY,
-//! TCP_USER_TIMEOUT (the engine's per-connection timeout), SO_ERROR, FIONBIO, O_NONBLOCK through
+//! TCP_USER_TIMEOUT (the engine's per-connection timeout, and the deadline of a background
+//! close), SO_ERROR, FIONBIO, O_NONBLOCK through
 //! fcntl, FIONREAD (= SIOCINQ) and TIOCOUTQ (= SIOCOUTQ). What the shim cannot honour fails
 //! instead of being ignored: other options with ENOPROTOOPT, other ioctls with ENOTTY, unknown
 //! send or receive flags with EOPNOTSUPP, epoll, pipe and splice with ENOSYS, sockets other

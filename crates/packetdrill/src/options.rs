@@ -111,7 +111,8 @@ impl Shim {
                 set_options(st, fd, o)?;
             }
             // Milliseconds the peer may leave sent data unacknowledged before the connection
-            // is dropped: the engine's per-socket timeout (0: none).
+            // is dropped: the engine's per-socket timeout (0: none), and the deadline of a
+            // background close (sockets.rs, close_mode).
             (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
                 let ms = int_of(value)?;
                 let ms = u64::try_from(ms).map_err(|_| Errno(libc::EINVAL))?;

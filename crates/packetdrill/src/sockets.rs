@@ -186,17 +186,25 @@ fn wait_of(sock: &Sock, flags: c_int) -> Wait {
 /// waits up to N seconds and then resets; {1,N} on a non-blocking socket that cannot finish at
 /// once fails with EWOULDBLOCK and changes nothing, unless shutdown(SHUT_WR) already started
 /// the close, which then finishes in the background with an N-second deadline.
-fn close_mode(sock: &Sock) -> CloseMode {
+///
+/// A background close is reset at the engine's close deadline, or after `user_timeout`
+/// (TCP_USER_TIMEOUT) when the socket has one: Linux, too, gives up on an unacknowledged FIN
+/// after the user timeout.
+fn close_mode(sock: &Sock, user_timeout: Option<Duration>) -> CloseMode {
     let (on, seconds) = sock.linger;
     // Windows keeps l_linger in a u_short.
     let seconds = Duration::from_secs(seconds.clamp(0, c_int::from(u16::MAX)) as u64);
     match (on != 0, seconds.is_zero()) {
-        (false, _) => CloseMode::Graceful { deadline: None },
+        (false, _) => CloseMode::Graceful {
+            deadline: user_timeout,
+        },
         (true, true) => CloseMode::Abort,
         (true, false) if sock.send_shut && sock.nonblocking => CloseMode::Graceful {
             deadline: Some(seconds),
         },
-        (true, false) if sock.nonblocking => CloseMode::LingerNonBlocking { deadline: None },
+        (true, false) if sock.nonblocking => CloseMode::LingerNonBlocking {
+            deadline: user_timeout,
+        },
         (true, false) => CloseMode::Linger { timeout: seconds },
     }
 }
@@ -361,7 +369,9 @@ impl Shim {
         let sock = st.sockets.get_mut(fd)?;
         sock.closing = true;
         let sock = sock.clone();
-        let (mut st, outcome) = self.call(st, Request::Close(sock.id, close_mode(&sock)));
+        let user_timeout = info(&mut st, sock.id).ok().and_then(|i| i.options.timeout);
+        let mode = close_mode(&sock, user_timeout);
+        let (mut st, outcome) = self.call(st, Request::Close(sock.id, mode));
         match outcome {
             Err(f) if f.error == StackError::WouldBlock => {
                 if let Some(s) = st.sockets.by_fd.get_mut(&fd) {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{FLAGS, Pd, Peer, Seg, established, wait_until_sleeping};
+use common::{FLAGS, FLAGS6, Pd, Peer, Seg, established, wait_until_sleeping};
 
 /// Microseconds per millisecond, for time checks.
 const MS: i64 = 1000;
@@ -319,4 +319,57 @@ fn without_flags_addresses_are_learnt() {
     assert_eq!(pd.write(c, b"hi").unwrap(), 2);
     let seg: Seg = pd.segment();
     assert_eq!((seg.src, seg.dst), (peer.stack, peer.me));
+}
+
+/// IPv6 works the same way: handshake, data, and the peer's address in a sockaddr_in6.
+#[test]
+fn ipv6_handshake_and_data() {
+    let pd = Pd::new(Some(FLAGS6));
+    let mut peer = Peer::new_v6(40009);
+    let (_l, c) = established(&pd, &mut peer);
+    assert_eq!(pd.write(c, b"six").unwrap(), 3);
+    let seg = pd.segment();
+    assert_eq!((seg.src, seg.dst), (peer.stack, peer.me));
+    assert_eq!(seg.payload, b"six");
+}
+
+/// TCP_USER_TIMEOUT bounds a background close: data and FIN stuck behind a shut window are
+/// reset at the user timeout, on virtual time.
+#[test]
+fn user_timeout_bounds_a_background_close() {
+    let pd = Pd::new(Some(FLAGS));
+    let mut peer = Peer::new(40010);
+    peer.window = 0;
+    let (_l, c) = established(&pd, &mut peer);
+    let ms: i32 = 3000;
+    // SAFETY: an int and its length.
+    let r = unsafe {
+        (pd.t.setsockopt)(
+            pd.t.userdata,
+            c,
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const i32).cast(),
+            4,
+        )
+    };
+    assert_eq!(r, 0);
+    assert_eq!(
+        pd.get_int(c, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+        Ok(3000)
+    );
+    // The data is stuck from the write on; the close follows at once (the engine's timeout
+    // and the close deadline both end 3 s later).
+    let start = pd.now();
+    pd.write(c, b"stuck").unwrap();
+    assert_eq!(pd.close(c), Ok(0), "the default close returns at once");
+    let rst = loop {
+        let seg = pd.segment();
+        if seg.rst {
+            break seg;
+        }
+        assert!(!seg.fin, "{seg:?}");
+    };
+    let at = rst.time - start;
+    assert!((3000 * MS..3010 * MS).contains(&at), "RST at {at} us");
 }

@@ -7,7 +7,7 @@
 #![allow(dead_code)] // Each test file uses its own part of the driver.
 
 use std::ffi::{CString, c_char, c_int, c_long, c_uint, c_ulong, c_void};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -15,13 +15,18 @@ use std::sync::OnceLock;
 use libc::{size_t, sockaddr, socklen_t, ssize_t};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket,
+    TcpRepr, TcpSeqNumber,
 };
 
 /// The stack's address and packetdrill's, as the flags give them.
 pub const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 pub const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const FLAGS: &str = "local=192.168.0.1,remote=192.0.2.1";
+/// The same over IPv6.
+pub const LOCAL6: Ipv6Addr = Ipv6Addr::new(0xfd3d, 0xfa7b, 0xd17d, 0, 0, 0, 0, 1);
+pub const REMOTE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+pub const FLAGS6: &str = "local=fd3d:fa7b:d17d::1,remote=2001:db8::1";
 
 type Ud = *mut c_void;
 
@@ -227,8 +232,12 @@ impl Pd {
     }
 
     pub fn socket(&self) -> Result<c_int, c_int> {
+        self.socket_in(libc::AF_INET)
+    }
+
+    pub fn socket_in(&self, domain: c_int) -> Result<c_int, c_int> {
         // SAFETY: plain call.
-        check(unsafe { (self.t.socket)(self.ud(), libc::AF_INET, libc::SOCK_STREAM, 0) })
+        check(unsafe { (self.t.socket)(self.ud(), domain, libc::SOCK_STREAM, 0) })
     }
 
     pub fn bind(&self, fd: c_int, sa: SocketAddr) -> Result<c_int, c_int> {
@@ -245,24 +254,29 @@ impl Pd {
     /// accept: the new descriptor and the peer written into the sockaddr.
     pub fn accept(&self, fd: c_int) -> Result<(c_int, SocketAddr), c_int> {
         // SAFETY: plain data.
-        let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_in>() as socklen_t;
-        // SAFETY: a sockaddr_in and its length.
-        let r = unsafe {
-            (self.t.accept)(
-                self.ud(),
-                fd,
-                (&mut sin as *mut libc::sockaddr_in).cast(),
-                &mut len,
-            )
+        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
+        let ptr = (&mut ss as *mut libc::sockaddr_storage).cast::<sockaddr>();
+        // SAFETY: a sockaddr_storage and its length.
+        let new_fd = check(unsafe { (self.t.accept)(self.ud(), fd, ptr, &mut len) })?;
+        let peer = match c_int::from(ss.ss_family) {
+            libc::AF_INET => {
+                assert_eq!(len, 16);
+                // SAFETY: the shim wrote a sockaddr_in.
+                let sin = unsafe { *ptr.cast::<libc::sockaddr_in>() };
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                SocketAddr::new(ip.into(), u16::from_be(sin.sin_port))
+            }
+            libc::AF_INET6 => {
+                assert_eq!(len, 28);
+                // SAFETY: the shim wrote a sockaddr_in6.
+                let sin6 = unsafe { *ptr.cast::<libc::sockaddr_in6>() };
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port))
+            }
+            other => panic!("accept wrote family {other}"),
         };
-        let new_fd = check(r)?;
-        assert_eq!(c_int::from(sin.sin_family), libc::AF_INET);
-        let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-        Ok((
-            new_fd,
-            SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)),
-        ))
+        Ok((new_fd, peer))
     }
 
     pub fn connect(&self, fd: c_int, sa: SocketAddr) -> Result<c_int, c_int> {
@@ -373,17 +387,23 @@ pub struct Seg {
 }
 
 impl Seg {
-    /// Parse an IPv4 TCP packet, checking both checksums.
+    /// Parse an IPv4 or IPv6 TCP packet, checking the checksums.
     pub fn parse(packet: &[u8], time: i64) -> Seg {
-        let ip = Ipv4Packet::new_checked(packet).expect("an IPv4 packet");
-        assert!(ip.verify_checksum(), "IPv4 header checksum");
-        assert_eq!(ip.next_header(), IpProtocol::Tcp);
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let tcp = TcpPacket::new_checked(ip.payload()).expect("a TCP segment");
-        assert!(
-            tcp.verify_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst)),
-            "TCP checksum"
-        );
+        let (src, dst, payload): (IpAddress, IpAddress, &[u8]) = if packet[0] >> 4 == 4 {
+            let ip = Ipv4Packet::new_checked(packet).expect("an IPv4 packet");
+            assert!(ip.verify_checksum(), "IPv4 header checksum");
+            assert_eq!(ip.next_header(), IpProtocol::Tcp);
+            let len = ip.total_len() as usize;
+            let at = ip.header_len() as usize;
+            (ip.src_addr().into(), ip.dst_addr().into(), &packet[at..len])
+        } else {
+            let ip = Ipv6Packet::new_checked(packet).expect("an IPv6 packet");
+            assert_eq!(ip.next_header(), IpProtocol::Tcp);
+            let len = 40 + ip.payload_len() as usize;
+            (ip.src_addr().into(), ip.dst_addr().into(), &packet[40..len])
+        };
+        let tcp = TcpPacket::new_checked(payload).expect("a TCP segment");
+        assert!(tcp.verify_checksum(&src, &dst), "TCP checksum");
         Seg {
             src: SocketAddr::new(src.into(), tcp.src_port()),
             dst: SocketAddr::new(dst.into(), tcp.dst_port()),
@@ -412,9 +432,17 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(port: u16) -> Peer {
+        Peer::between(REMOTE.into(), LOCAL.into(), port)
+    }
+
+    pub fn new_v6(port: u16) -> Peer {
+        Peer::between(REMOTE6.into(), LOCAL6.into(), port)
+    }
+
+    fn between(me: IpAddr, stack: IpAddr, port: u16) -> Peer {
         Peer {
-            me: SocketAddr::new(IpAddr::V4(REMOTE), port),
-            stack: SocketAddr::new(IpAddr::V4(LOCAL), 8080),
+            me: SocketAddr::new(me, port),
+            stack: SocketAddr::new(stack, 8080),
             seq: 1_000_000,
             ack: 0,
             window: 65535,
@@ -437,27 +465,40 @@ impl Peer {
             timestamp: None,
             payload,
         };
-        let (IpAddr::V4(src), IpAddr::V4(dst)) = (self.me.ip(), self.stack.ip()) else {
-            panic!("IPv4 only")
-        };
-        let ip = Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
         let caps = ChecksumCapabilities::default();
-        let mut ip_packet = Ipv4Packet::new_unchecked(&mut buf[..]);
-        ip.emit(&mut ip_packet, &caps);
-        let mut tcp_packet = TcpPacket::new_unchecked(ip_packet.payload_mut());
-        tcp.emit(
-            &mut tcp_packet,
-            &IpAddress::Ipv4(src),
-            &IpAddress::Ipv4(dst),
-            &caps,
+        let (src, dst) = (
+            IpAddress::from(self.me.ip()),
+            IpAddress::from(self.stack.ip()),
         );
+        let (mut buf, at) = match (self.me.ip(), self.stack.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let ip = Ipv4Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: tcp.buffer_len(),
+                    hop_limit: 64,
+                };
+                let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
+                ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), &caps);
+                (buf, ip.buffer_len())
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let ip = Ipv6Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: tcp.buffer_len(),
+                    hop_limit: 64,
+                };
+                let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
+                ip.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
+                (buf, ip.buffer_len())
+            }
+            _ => panic!("mixed IP versions"),
+        };
+        let mut tcp_packet = TcpPacket::new_unchecked(&mut buf[at..]);
+        tcp.emit(&mut tcp_packet, &src, &dst, &caps);
         buf
     }
 
@@ -496,7 +537,12 @@ impl Peer {
 
 /// A listener on LOCAL:8080 and one connection from `peer`, accepted: (listener, connection).
 pub fn established(pd: &Pd, peer: &mut Peer) -> (c_int, c_int) {
-    let l = pd.socket().unwrap();
+    let domain = if peer.me.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let l = pd.socket_in(domain).unwrap();
     pd.bind(l, peer.stack).unwrap();
     pd.listen(l).unwrap();
     peer.syn(pd);
