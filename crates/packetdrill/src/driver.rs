@@ -25,8 +25,8 @@ use crate::sockets::Sockets;
 
 /// Longest a waiting thread sleeps before it looks at the clock again.
 const NAP: Duration = Duration::from_millis(20);
-/// How long `netdev_receive` waits in real time for a packet when the engine has no timer at
-/// all (nothing can come but what another thread's call sends): then it gives up.
+/// How long `netdev_receive` waits in real time for a packet when the engine has no timer
+/// ahead (nothing can come but what another thread's call sends): then it gives up.
 const RECEIVE_GIVE_UP: Duration = Duration::from_secs(3);
 /// Timer steps in one catch-up before the shim stops trusting the engine's wake-up times.
 const MAX_STEPS: usize = 100_000;
@@ -206,14 +206,16 @@ impl Shim {
                 return Some(sent);
             }
             match st.next_due() {
-                Some(t) => {
+                Some(t) if t > self.clock.now() => {
                     self.clock.jump_to(t);
                     self.catch_up(&mut st);
                     // A poll waiting for this moment on the other thread returns now.
                     self.wake.notify_all();
                 }
-                None if started.elapsed() > RECEIVE_GIVE_UP => return None,
-                None => st = self.sleep(st, None),
+                // No timer ahead (or one that stays due without sending anything): only
+                // another thread's call can make a packet now.
+                _ if started.elapsed() > RECEIVE_GIVE_UP => return None,
+                _ => st = self.sleep(st, None),
             }
         }
     }

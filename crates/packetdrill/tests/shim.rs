@@ -373,3 +373,39 @@ fn user_timeout_bounds_a_background_close() {
     let at = rst.time - start;
     assert!((3000 * MS..3010 * MS).contains(&at), "RST at {at} us");
 }
+
+/// gettimeofday advances by itself (packetdrill spins on it before its first event) and usleep
+/// jumps it forward, firing what falls due on the way: the retransmission due during a 1.5 s
+/// usleep is stamped with its own time, not the end of the sleep.
+#[test]
+fn the_clock_runs_by_itself_and_usleep_jumps_it() {
+    let pd = Pd::new(Some(FLAGS));
+    let t1 = pd.now();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let t2 = pd.now();
+    assert!(t2 > t1, "{t1} {t2}");
+    let mut peer = Peer::new(40011);
+    let (_l, c) = established(&pd, &mut peer);
+    pd.write(c, b"r").unwrap();
+    let first = pd.segment();
+    pd.usleep(1_500_000);
+    assert!(pd.now() - first.time >= 1_500_000);
+    let again = pd.segment();
+    assert_eq!(again.payload, b"r");
+    let gap = again.time - first.time;
+    assert!(
+        (1000 * MS..1001 * MS).contains(&gap),
+        "retransmitted after {gap} us"
+    );
+}
+
+/// With nothing to send and no timer left, netdev_receive gives up with a count of 0 (which
+/// fails the script) instead of hanging or reporting an error packetdrill would retry forever.
+#[test]
+fn receive_gives_up_when_nothing_can_come() {
+    let pd = Pd::new(Some(FLAGS));
+    let l = pd.socket().unwrap();
+    pd.bind(l, Peer::new(1).stack).unwrap();
+    pd.listen(l).unwrap();
+    assert!(pd.receive().is_none());
+}
