@@ -8,18 +8,23 @@
 //! them the other way before the link sends it. The pcap is the outermost layer, so it records
 //! what crossed the link in both directions: what arrived before any fault, and what left
 //! after them.
+//!
+//! The layers read Ethernet frames. On an IP link ([`Medium::Ip`]) the device puts a stand-in
+//! Ethernet header (fixed addresses, the EtherType of the packet's IP version) in front of each
+//! packet on its way through the layers and takes it off again at either end, so every layer
+//! works unchanged on both media (a pcap of an IP link shows those stand-in headers).
 
 use std::io;
 
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, DeviceCapabilities};
 use smoltcp::time::Instant;
 
-use super::Link;
 use super::fault::{FaultConfig, Faults};
 use super::guard::SegmentGuard;
 use super::heard::PeerKey;
 use super::layer::{FaultLayer, GuardLayer, Layers, PcapLayer, Verdict};
 use super::pcap::PcapSink;
+use super::{Link, Medium};
 use crate::counters::Counters;
 
 /// Ethernet header length: the MTU counts the IP packet only.
@@ -75,22 +80,56 @@ impl Wire {
     }
 }
 
+/// The bytes in front of a packet while it crosses the layers: 14 for the stand-in Ethernet
+/// header on an IP link, 0 on an Ethernet link (the frame already has its own).
+fn stand_in_len(medium: Medium) -> usize {
+    match medium {
+        Medium::Ethernet => 0,
+        Medium::Ip => ETHERNET_HEADER,
+    }
+}
+
+/// Write the stand-in Ethernet header for the IP packet that follows it in `frame`.
+fn write_stand_in(frame: &mut [u8]) {
+    let ethertype: u16 = match frame.get(ETHERNET_HEADER).map(|b| b >> 4) {
+        Some(4) => 0x0800,
+        Some(6) => 0x86dd,
+        // Not IP: a type no layer looks into.
+        _ => 0x88b5,
+    };
+    if let Some(header) = frame.get_mut(..ETHERNET_HEADER) {
+        header[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+        header[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
+        header[12..].copy_from_slice(&ethertype.to_be_bytes());
+    }
+}
+
 /// The transmit half: everything a [`TxToken`] needs, split from the receive buffer so that
 /// smoltcp can hold a receive and a transmit token at once.
 struct TxSide {
     wire: Wire,
     layers: Layers,
+    /// The frame as the layers see it: `stand_in` bytes, then what smoltcp wrote.
     buf: Vec<u8>,
+    /// Length of the stand-in header ([`stand_in_len`]).
+    stand_in: usize,
     /// The time of the device call that handed out the current token (layers decide by it; a
     /// token's `consume` is not given the time).
     now: Instant,
 }
 
 impl TxSide {
-    /// A frame smoltcp wrote into `buf`: through the layers to the link.
+    /// A frame smoltcp wrote into `buf` after the stand-in header: through the layers to the
+    /// link.
     fn transmit(&mut self, len: usize) {
-        if let Verdict::Pass(n) = self.layers.outbound(&mut self.buf[..len], self.now) {
-            self.wire.send(&self.buf[..n]);
+        if self.stand_in > 0 {
+            write_stand_in(&mut self.buf);
+        }
+        let total = self.stand_in + len;
+        if let Verdict::Pass(n) = self.layers.outbound(&mut self.buf[..total], self.now)
+            && let Some(frame) = self.buf.get(self.stand_in..n)
+        {
+            self.wire.send(frame);
         }
         self.flush_held(self.now);
     }
@@ -98,7 +137,9 @@ impl TxSide {
     /// Send the outgoing frames the layers kept (delayed, reordered or duplicated) that are due.
     fn flush_held(&mut self, now: Instant) {
         while let Some(frame) = self.layers.release_out(now) {
-            self.wire.send(&frame);
+            if let Some(frame) = frame.get(self.stand_in..) {
+                self.wire.send(frame);
+            }
         }
     }
 
@@ -111,10 +152,14 @@ impl TxSide {
 
 /// A smoltcp [`phy::Device`] over a boxed [`Link`], with the middleware layers between them.
 pub struct LinkDevice {
+    /// The frame being received as the layers see it (stand-in header included).
     rx_buf: Vec<u8>,
+    /// Where the bytes smoltcp reads start and end in `rx_buf`.
+    rx_start: usize,
     rx_len: usize,
     tx: TxSide,
     mtu: usize,
+    medium: Medium,
 }
 
 impl LinkDevice {
@@ -126,6 +171,8 @@ impl LinkDevice {
         seed: u64,
     ) -> Self {
         let mtu = link.mtu();
+        let medium = link.medium();
+        // Room for an Ethernet header on either medium (the stand-in one on an IP link).
         let frame = mtu + ETHERNET_HEADER;
         // Faults stay on even when inert: the blackhole switches can be flipped at run time.
         let layers = Layers {
@@ -135,6 +182,7 @@ impl LinkDevice {
         };
         LinkDevice {
             rx_buf: vec![0; frame],
+            rx_start: 0,
             rx_len: 0,
             tx: TxSide {
                 wire: Wire {
@@ -144,9 +192,11 @@ impl LinkDevice {
                 },
                 layers,
                 buf: vec![0; frame],
+                stand_in: stand_in_len(medium),
                 now: Instant::ZERO,
             },
             mtu,
+            medium,
         }
     }
 
@@ -163,6 +213,11 @@ impl LinkDevice {
     /// Forget the peers heard so far.
     pub(crate) fn forget_peers(&mut self) {
         self.tx.layers.guard.heard.clear();
+    }
+
+    /// What the link's frames are.
+    pub fn medium(&self) -> Medium {
+        self.medium
     }
 
     /// The link's IP MTU.
@@ -222,19 +277,27 @@ impl LinkDevice {
     /// Fill `rx_buf` with the next frame to deliver; false when there is none. Frames the
     /// layers kept and that are due now come first, then new ones from the link.
     fn next_frame(&mut self, now: Instant) -> bool {
+        let stand_in = self.tx.stand_in;
+        self.rx_start = stand_in;
         loop {
             if let Some(frame) = self.tx.layers.release_in(now) {
-                if frame.len() <= self.rx_buf.len() {
+                if frame.len() <= self.rx_buf.len() && frame.len() >= stand_in {
                     self.rx_len = frame.len();
                     self.rx_buf[..self.rx_len].copy_from_slice(&frame);
                     return true;
                 }
                 continue;
             }
-            let Some(n) = self.tx.wire.recv(&mut self.rx_buf) else {
+            let Some(n) = self.tx.wire.recv(&mut self.rx_buf[stand_in..]) else {
                 return false;
             };
-            if let Verdict::Pass(len) = self.tx.layers.inbound(&mut self.rx_buf[..n], now) {
+            if stand_in > 0 {
+                write_stand_in(&mut self.rx_buf);
+            }
+            let frame = &mut self.rx_buf[..stand_in + n];
+            if let Verdict::Pass(len) = self.tx.layers.inbound(frame, now)
+                && len >= stand_in
+            {
                 self.rx_len = len;
                 return true;
             }
@@ -257,10 +320,11 @@ impl phy::RxToken for RxToken<'_> {
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let side = self.0;
-        if side.buf.len() < len {
-            side.buf.resize(len, 0);
+        let end = side.stand_in + len;
+        if side.buf.len() < end {
+            side.buf.resize(end, 0);
         }
-        let result = f(&mut side.buf[..len]);
+        let result = f(&mut side.buf[side.stand_in..end]);
         side.transmit(len);
         result
     }
@@ -275,7 +339,8 @@ impl phy::Device for LinkDevice {
         if !self.next_frame(now) {
             return None;
         }
-        Some((RxToken(&self.rx_buf[..self.rx_len]), TxToken(&mut self.tx)))
+        let packet = &self.rx_buf[self.rx_start..self.rx_len];
+        Some((RxToken(packet), TxToken(&mut self.tx)))
     }
 
     fn transmit(&mut self, now: Instant) -> Option<TxToken<'_>> {
@@ -288,8 +353,16 @@ impl phy::Device for LinkDevice {
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = self.mtu + ETHERNET_HEADER;
+        match self.medium {
+            Medium::Ethernet => {
+                caps.medium = phy::Medium::Ethernet;
+                caps.max_transmission_unit = self.mtu + ETHERNET_HEADER;
+            }
+            Medium::Ip => {
+                caps.medium = phy::Medium::Ip;
+                caps.max_transmission_unit = self.mtu;
+            }
+        }
         caps.max_burst_size = None;
         caps
     }
