@@ -18,7 +18,8 @@
 #
 # Environment: PACKETDRILL (required), PACKETDRILL_ARGS (extra packetdrill options),
 # PACKETDRILL_TIMEOUT (real seconds per script, default 60), PACKETDRILL_VERBOSE=1 (print
-# every script's output, not only a failing one's).
+# every script's output, not only a failing one's), PACKETDRILL_QUIET=1 (one line per script,
+# even for a failing one: for long upstream runs).
 # Prints one line per script, then "packetdrill: P of N scripts passed"; exits 1 if any
 # failed, 2 if packetdrill or root is missing.
 set -euo pipefail
@@ -116,7 +117,7 @@ for s in "${scripts[@]}"; do
         why="$(grep -m1 -E 'error|fail|timed out|Assertion|die' "$log" || tail -n1 "$log")"
         [[ $rc -eq 124 || $rc -eq 137 ]] && why="timed out after ${PACKETDRILL_TIMEOUT:-60} s (real time)"
         echo "FAIL  $name: ${why}"
-        if [[ "${PACKETDRILL_VERBOSE:-}" == 1 || $# -eq 0 ]]; then sed 's/^/      /' "$log"; fi
+        [[ "${PACKETDRILL_QUIET:-}" == 1 ]] || sed 's/^/      /' "$log"
     fi
 done
 rm -f "$log"
