@@ -275,8 +275,23 @@ fn linux_errno_and_options() {
     let flags = unsafe { (pd.t.fcntl)(pd.t.userdata, c, libc::F_GETFL) };
     assert_eq!(flags, libc::O_RDWR);
     pd.set_nonblocking(c).unwrap();
+    // SAFETY: fcntl without a third argument.
+    let flags = unsafe { (pd.t.fcntl)(pd.t.userdata, c, libc::F_GETFL) };
+    assert_eq!(flags, libc::O_RDWR | libc::O_NONBLOCK);
     assert_eq!(pd.read(c, 100).unwrap(), b"four");
     assert_eq!(pd.read(c, 100), Err(libc::EAGAIN));
+    // FIONBIO turns it back to blocking, as fcntl sees.
+    let off: i32 = 0;
+    // SAFETY: ioctl with an int pointer, as packetdrill calls it.
+    let r = unsafe { (pd.t.ioctl)(pd.t.userdata, c, libc::FIONBIO as libc::c_ulong, &off) };
+    assert_eq!(r, 0);
+    // SAFETY: fcntl without a third argument.
+    let flags = unsafe { (pd.t.fcntl)(pd.t.userdata, c, libc::F_GETFL) };
+    assert_eq!(flags, libc::O_RDWR);
+    // An ioctl the shim does not know.
+    // SAFETY: an ioctl without an argument.
+    let r = unsafe { (pd.t.ioctl)(pd.t.userdata, c, libc::SIOCGIFMTU as libc::c_ulong) };
+    assert_eq!((r, common::errno()), (-1, libc::ENOTTY));
     // Non-blocking accept with nothing pending.
     pd.set_nonblocking(l).unwrap();
     assert_eq!(pd.accept(l).err(), Some(libc::EAGAIN));
