@@ -9,9 +9,15 @@
 //! The engine's time trails the clock: before anything happens at clock time `t`, every timer
 //! due by `t` is run at its own virtual time ([`State::run_until`]), so a retransmission or a
 //! linger timeout leaves with the time it was due, whenever the shim got to it.
+//!
+//! A blocking call can end while the main thread jumps the clock past that moment (a usleep to
+//! the script's next event). packetdrill reads the clock on the call's thread right after the
+//! call returns to time its end, so the shim keeps the moment the call really ended for that
+//! thread and its next clock read returns it ([`Shim::end_call_at`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,6 +27,7 @@ use lingerstack_core::{Cidr, Engine, Instant, Outcome, Request, StackConfig};
 use crate::clock::Clock;
 use crate::errno::{Errno, Res};
 use crate::flags::Flags;
+use crate::ready::ReadyTimes;
 use crate::sockets::Sockets;
 
 /// Longest a waiting thread sleeps before it looks at the clock again.
@@ -60,8 +67,10 @@ pub(crate) struct State {
     engine_now: i64,
     /// Packets the stack sent and packetdrill has not taken, with their virtual send times.
     outbound: VecDeque<(Vec<u8>, i64)>,
-    /// Answers not yet taken by their callers, by token.
-    answers: HashMap<u64, Outcome>,
+    /// Answers not yet taken by their callers, by token, with the virtual time they came.
+    answers: HashMap<u64, (Outcome, i64)>,
+    /// When each socket's readiness bits turned on (for poll).
+    pub(crate) ready_times: ReadyTimes,
     next_token: u64,
     /// Deadlines of shim-side waits (a poll with a timeout), by token, virtual microseconds.
     deadlines: HashMap<u64, i64>,
@@ -75,6 +84,10 @@ pub(crate) struct Shim {
     state: Mutex<State>,
     wake: Condvar,
     pub(crate) clock: Clock,
+    /// The end of a blocking call, by the thread (gettid) that made it, for that thread's next
+    /// clock read; `ends_pending` says whether there are any (gettimeofday's fast path).
+    ends: Mutex<HashMap<libc::pid_t, i64>>,
+    ends_pending: AtomicBool,
 }
 
 fn instant(t: i64) -> Instant {
@@ -95,13 +108,16 @@ impl Shim {
             Some(IpAddr::V6(addr)) => config.ipv6 = Some(Cidr { addr, prefix: 64 }),
             None => {}
         }
-        let engine = Engine::new(config, Box::new(link), Default::default(), instant(0))?;
+        let mut engine = Engine::new(config, Box::new(link), Default::default(), instant(0))?;
+        // Readiness changes, with their times, for poll (ready.rs).
+        engine.enable_events();
         let mut state = State {
             engine,
             wire,
             engine_now: 0,
             outbound: VecDeque::new(),
             answers: HashMap::new(),
+            ready_times: ReadyTimes::default(),
             next_token: 1,
             deadlines: HashMap::new(),
             known: Known::default(),
@@ -120,11 +136,15 @@ impl Shim {
             state: Mutex::new(state),
             wake: Condvar::new(),
             clock: Clock::new(),
+            ends: Mutex::new(HashMap::new()),
+            ends_pending: AtomicBool::new(false),
         })
     }
 
     /// The state, caught up with the clock (every timer due by now has run).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A new call: an end time kept for this thread's clock read is stale now.
+        self.take_end_time();
         // A panic while the lock was held (caught at the C boundary) leaves the engine as it
         // was between two calls: still usable.
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -149,12 +169,50 @@ impl Shim {
         let now = instant(st.engine_now);
         st.engine.handle(request, token, now);
         self.catch_up(&mut st);
+        let mut slept = false;
         loop {
-            if let Some(outcome) = st.answers.remove(&token) {
+            if let Some((outcome, at)) = st.answers.remove(&token) {
+                if slept {
+                    self.end_call_at(at);
+                }
                 return (st, outcome);
             }
             st = self.sleep(st, None);
+            slept = true;
         }
+    }
+
+    /// A blocking call of this thread ended at virtual time `at`: this thread's next clock read
+    /// says `at` (if the clock has moved past it), as if it had read the clock at once.
+    pub(crate) fn end_call_at(&self, at: i64) {
+        if at >= self.clock.now() {
+            return;
+        }
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        self.ends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tid, at);
+        self.ends_pending.store(true, Ordering::Release);
+    }
+
+    /// The end time kept for this thread, taken (once).
+    pub(crate) fn take_end_time(&self) -> Option<i64> {
+        if !self.ends_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: gettid has no preconditions.
+        let at = ends.remove(&unsafe { libc::gettid() });
+        self.ends_pending.store(!ends.is_empty(), Ordering::Release);
+        at
+    }
+
+    /// What gettimeofday says on this thread: the end of its last blocking call if one is
+    /// kept, else the clock.
+    pub(crate) fn time_for_this_thread(&self) -> i64 {
+        self.take_end_time().unwrap_or_else(|| self.clock.now())
     }
 
     /// Sleep until woken or the next deadline (the engine's, or `until`) falls due in real
@@ -266,10 +324,13 @@ impl State {
         let now = instant(self.engine_now);
         self.engine.handle(request, token, now);
         self.poll_at_now(self.engine_now);
-        self.answers.remove(&token).unwrap_or_else(|| {
-            // Every request this is used for is answered at once; a parked one would be a bug.
-            Err(lingerstack_core::StackError::InvalidState.into())
-        })
+        self.answers
+            .remove(&token)
+            .map(|(o, _)| o)
+            .unwrap_or_else(|| {
+                // Every request this is used for is answered at once; a parked one would be a bug.
+                Err(lingerstack_core::StackError::InvalidState.into())
+            })
     }
 
     /// The earliest deadline: the engine's next timer or a shim-side one.
@@ -313,9 +374,16 @@ impl State {
         self.engine_now = t;
         self.engine.poll(instant(t));
         let before = (self.answers.len(), self.outbound.len());
-        self.answers.extend(self.engine.drain_answers());
+        let answers = self
+            .engine
+            .drain_answers()
+            .map(|(token, o)| (token, (o, t)));
+        self.answers.extend(answers);
         for packet in self.wire.take_sent() {
             self.outbound.push_back((packet, t));
+        }
+        for event in self.engine.drain_events() {
+            self.ready_times.record(event.id, &event.ready, t);
         }
         before != (self.answers.len(), self.outbound.len())
     }

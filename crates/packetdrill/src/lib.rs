@@ -80,6 +80,7 @@ mod driver;
 mod errno;
 mod flags;
 mod options;
+mod ready;
 mod sockets;
 mod table;
 

@@ -9,14 +9,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use libc::{c_int, c_short};
+use libc::c_int;
 use lingerstack_core::{
-    CloseMode, Done, KeepAlive, Readiness, Request, Shutdown, SocketId, SocketInfo, StackError,
-    Wait,
+    CloseMode, Done, KeepAlive, Request, Shutdown, SocketId, SocketInfo, StackError, Wait,
 };
 
 use crate::driver::{Shim, State, errno_of};
 use crate::errno::{Errno, Res};
+use crate::ready::revents;
 
 /// Linux's keep-alive settings of a socket (the engine's `KeepAlive` when on).
 #[derive(Clone, Copy, Debug)]
@@ -209,26 +209,6 @@ fn close_mode(sock: &Sock, user_timeout: Option<Duration>) -> CloseMode {
     }
 }
 
-/// poll's revents for a socket's readiness, as Linux reports them.
-fn revents(r: &Readiness) -> c_short {
-    let mut ev = 0;
-    if r.readable || r.acceptable {
-        ev |= libc::POLLIN | libc::POLLRDNORM;
-    }
-    if r.writable {
-        ev |= libc::POLLOUT | libc::POLLWRNORM;
-    }
-    let failed = r.error.is_some_and(|e| e != StackError::WouldBlock);
-    if failed {
-        // A refused connect or a reset: everything is "ready" and the error is pending.
-        ev |= libc::POLLIN | libc::POLLOUT | libc::POLLERR | libc::POLLHUP;
-    }
-    if r.closed {
-        ev |= libc::POLLRDHUP;
-    }
-    ev
-}
-
 impl Shim {
     /// socket(2): TCP over IPv4 or IPv6 only.
     pub(crate) fn socket(&self, domain: c_int, ty: c_int, protocol: c_int) -> Res<c_int> {
@@ -381,6 +361,7 @@ impl Shim {
             }
             // Closed, one way or the other: the descriptor goes.
             _ => {
+                st.ready_times.forget(sock.id);
                 st.sockets.remove(fd);
                 self.notify();
                 Ok(())
@@ -406,23 +387,50 @@ impl Shim {
     }
 
     /// poll(2) on the shim's descriptors; the timeout is virtual milliseconds.
+    ///
+    /// A poll that slept may wake after the main thread has moved the clock past its timeout
+    /// and changed its sockets since: it returns what became ready before its timeout, ending
+    /// when it did, or times out at its timeout if nothing did.
     pub(crate) fn poll(&self, fds: &mut [libc::pollfd], timeout_ms: c_int) -> Res<c_int> {
         let mut st = self.lock();
-        let deadline = (timeout_ms >= 0).then(|| st.now() + i64::from(timeout_ms) * 1000);
+        let start = st.now();
+        let deadline = (timeout_ms >= 0).then(|| start + i64::from(timeout_ms) * 1000);
         let token = deadline.map(|d| self.add_deadline(&mut st, d));
-        let ready = loop {
+        let mut slept = false;
+        let (ready, end) = loop {
             let ready = fill_revents(&mut st, fds);
-            let expired = deadline.is_some_and(|d| st.now() >= d);
-            if ready > 0 || expired {
-                break ready;
+            // When the first of the ready descriptors became ready.
+            let became = slept.then(|| became_ready(&st, fds)).flatten();
+            match deadline {
+                Some(d) if became.is_some_and(|t| t > d) || (ready == 0 && st.now() >= d) => {
+                    fds.iter_mut().for_each(|p| p.revents = 0);
+                    break (0, d);
+                }
+                _ if ready > 0 => break (ready, became.unwrap_or(start).max(start)),
+                _ => {}
             }
             st = self.sleep(st, deadline);
+            slept = true;
         };
         if let Some(token) = token {
             st.forget_deadline(token);
         }
+        if slept {
+            self.end_call_at(end);
+        }
         Ok(ready)
     }
+}
+
+/// The earliest virtual time one of the entries' reported bits turned on.
+fn became_ready(st: &State, fds: &[libc::pollfd]) -> Option<i64> {
+    fds.iter()
+        .filter(|p| p.revents != 0)
+        .filter_map(|p| {
+            let id = st.sockets.get(p.fd).ok()?.id;
+            st.ready_times.since(id, p.revents)
+        })
+        .min()
 }
 
 /// The engine's view of a socket.

@@ -524,7 +524,7 @@ unsafe extern "C" fn usleep(ud: Ud, usecs: c_uint) -> c_int {
 
 unsafe extern "C" fn gettimeofday(ud: Ud, tv: *mut libc::timeval, _tz: *mut c_void) -> c_int {
     ret(with(ud, |s| {
-        let t = s.clock.wall(s.clock.now());
+        let t = s.clock.wall(s.time_for_this_thread());
         if !tv.is_null() {
             // SAFETY: gettimeofday(2)'s contract: `tv` is writable when non-null.
             unsafe {

@@ -275,8 +275,23 @@ fn linux_errno_and_options() {
     let flags = unsafe { (pd.t.fcntl)(pd.t.userdata, c, libc::F_GETFL) };
     assert_eq!(flags, libc::O_RDWR);
     pd.set_nonblocking(c).unwrap();
+    // SAFETY: fcntl without a third argument.
+    let flags = unsafe { (pd.t.fcntl)(pd.t.userdata, c, libc::F_GETFL) };
+    assert_eq!(flags, libc::O_RDWR | libc::O_NONBLOCK);
     assert_eq!(pd.read(c, 100).unwrap(), b"four");
     assert_eq!(pd.read(c, 100), Err(libc::EAGAIN));
+    // FIONBIO turns it back to blocking, as fcntl sees.
+    let off: i32 = 0;
+    // SAFETY: ioctl with an int pointer, as packetdrill calls it.
+    let r = unsafe { (pd.t.ioctl)(pd.t.userdata, c, libc::FIONBIO as libc::c_ulong, &off) };
+    assert_eq!(r, 0);
+    // SAFETY: fcntl without a third argument.
+    let flags = unsafe { (pd.t.fcntl)(pd.t.userdata, c, libc::F_GETFL) };
+    assert_eq!(flags, libc::O_RDWR);
+    // An ioctl the shim does not know.
+    // SAFETY: an ioctl without an argument.
+    let r = unsafe { (pd.t.ioctl)(pd.t.userdata, c, libc::SIOCGIFMTU as libc::c_ulong) };
+    assert_eq!((r, common::errno()), (-1, libc::ENOTTY));
     // Non-blocking accept with nothing pending.
     pd.set_nonblocking(l).unwrap();
     assert_eq!(pd.accept(l).err(), Some(libc::EAGAIN));
@@ -408,4 +423,114 @@ fn receive_gives_up_when_nothing_can_come() {
     pd.bind(l, Peer::new(1).stack).unwrap();
     pd.listen(l).unwrap();
     assert!(pd.receive().is_none());
+}
+
+/// Run `call` on a second thread as packetdrill runs a call with a time range: the main thread
+/// goes on once that thread sleeps, then runs `main`. Returns what the call returned, the
+/// clock as the call's thread read it right after (packetdrill's end time), and the clock
+/// just before the call.
+fn on_syscall_thread<T: Send>(
+    pd: &Pd,
+    call: impl FnOnce(&Pd) -> T + Send,
+    main: impl FnOnce(),
+) -> (T, i64, i64) {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = s.spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send((unsafe { libc::gettid() }, pd.now())).unwrap();
+            let r = call(pd);
+            (r, pd.now())
+        });
+        let (tid, start) = rx.recv().unwrap();
+        wait_until_sleeping(tid);
+        main();
+        let (r, end) = worker.join().unwrap();
+        (r, end, start)
+    })
+}
+
+/// A blocking linger close whose deadline the main thread jumps past (a usleep to the script's
+/// next event) still ends, for its own thread's clock read, at the deadline: 2 s, not 3.
+#[test]
+fn a_blocking_call_ends_at_its_moment_even_when_the_clock_jumps_past_it() {
+    let pd = Pd::new(Some(FLAGS));
+    let mut peer = Peer::new(40012);
+    peer.window = 0;
+    let (_l, c) = established(&pd, &mut peer);
+    pd.write(c, b"stuck").unwrap();
+    pd.set_linger(c, 1, 2).unwrap();
+    let (r, end, start) = on_syscall_thread(&pd, |pd| pd.close(c), || pd.usleep(3_000_000));
+    assert_eq!(r, Ok(0));
+    let took = end - start;
+    assert!(
+        (2000 * MS..2010 * MS).contains(&took),
+        "close took {took} us"
+    );
+    assert!(
+        pd.now() - start >= 3000 * MS,
+        "the main thread's clock went on"
+    );
+    let rst = loop {
+        let seg = pd.segment();
+        if seg.rst {
+            break seg;
+        }
+    };
+    let at = rst.time - start;
+    assert!((2000 * MS..2010 * MS).contains(&at), "RST at {at} us");
+}
+
+/// poll on the syscall thread: a timeout ends at the timeout, a change of readiness at the
+/// moment of the packet that caused it, whatever the main thread's clock did after.
+#[test]
+fn poll_ends_at_its_timeout_or_at_the_packet_that_woke_it() {
+    let pd = Pd::new(Some(FLAGS));
+    let mut peer = Peer::new(40013);
+    let (_l, c) = established(&pd, &mut peer);
+    let (r, end, start) = on_syscall_thread(
+        &pd,
+        |pd| pd.poll(c, libc::POLLIN, 300),
+        || pd.usleep(1_000_000),
+    );
+    assert_eq!(r, Ok((0, 0)));
+    let took = end - start;
+    assert!(
+        (300 * MS..310 * MS).contains(&took),
+        "timed out after {took} us"
+    );
+
+    let (r, end, start) = on_syscall_thread(
+        &pd,
+        |pd| pd.poll(c, libc::POLLIN, 5000),
+        || {
+            pd.usleep(100_000);
+            peer.send_data(&pd, b"wake");
+            pd.usleep(1_000_000);
+        },
+    );
+    assert_eq!(r, Ok((1, libc::POLLIN)));
+    let took = end - start;
+    assert!(
+        (100 * MS..110 * MS).contains(&took),
+        "woken after {took} us"
+    );
+    assert_eq!(pd.read(c, 10).unwrap(), b"wake");
+
+    // Data that comes only after the timeout, while the poll may not have woken yet: still a
+    // timeout, at the timeout.
+    let (r, end, start) = on_syscall_thread(
+        &pd,
+        |pd| pd.poll(c, libc::POLLIN, 300),
+        || {
+            pd.usleep(500_000);
+            peer.send_data(&pd, b"late");
+        },
+    );
+    assert_eq!(r, Ok((0, 0)));
+    let took = end - start;
+    assert!(
+        (300 * MS..310 * MS).contains(&took),
+        "timed out after {took} us"
+    );
 }

@@ -340,6 +340,18 @@ impl Pd {
         check(unsafe { (self.t.fcntl)(self.ud(), fd, libc::F_SETFL, libc::O_NONBLOCK as c_long) })
     }
 
+    /// poll one descriptor: the count and its revents.
+    pub fn poll(&self, fd: c_int, events: i16, timeout_ms: c_int) -> Result<(c_int, i16), c_int> {
+        let mut p = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = check(unsafe { (self.t.poll)(self.ud(), &mut p, 1, timeout_ms) })?;
+        Ok((n, p.revents))
+    }
+
     /// Inject one IP packet.
     pub fn inject(&self, packet: &[u8]) {
         // SAFETY: a valid buffer.
