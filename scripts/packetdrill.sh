@@ -17,6 +17,8 @@
 # packetdrill and the shim.
 #
 # Environment: PACKETDRILL (required), PACKETDRILL_ARGS (extra packetdrill options),
+# PACKETDRILL_MTU (the shim's MTU, default 1500; upstream scripts inject segments larger than
+# a 1500-byte MTU allows, as Linux's tun device accepts them),
 # PACKETDRILL_TIMEOUT (real seconds per script, default 60), PACKETDRILL_VERBOSE=1 (print
 # every script's output, not only a failing one's), PACKETDRILL_QUIET=1 (one line per script,
 # even for a failing one: for long upstream runs).
@@ -90,7 +92,7 @@ run_one() {
     # shellcheck disable=SC2086 # PACKETDRILL_ARGS is a list of options
     (cd "$(dirname "$1")" && ip netns exec "$ns" timeout -k 5 "${PACKETDRILL_TIMEOUT:-60}" \
         "$packetdrill" --so_filename="$so" \
-        --so_flags="local=$local_ip,remote=$remote_ip" \
+        --so_flags="local=$local_ip,remote=$remote_ip${PACKETDRILL_MTU:+,mtu=$PACKETDRILL_MTU}" \
         --ip_version=ipv4 --local_ip="$local_ip" --remote_ip="$remote_ip" \
         --gateway_ip="$local_ip" --netmask_ip=255.255.0.0 \
         -D TFO_COOKIE=3021b9d889017eeb -D CODE=host_unreachable \
