@@ -24,8 +24,8 @@
 //! # Linux at the API, lingerstack's close contract
 //!
 //! The calls speak Linux: Linux errno values (set through libc's errno), `struct linger
-//! {int l_onoff; int l_linger}`, SO_REUSEADDR, SO_RCVBUF and SO_SNDBUF (reported doubled, as
-//! Linux does), SO_KEEPALIVE with TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT, TCP_NODELAY,
+//! {int l_onoff; int l_linger}`, SO_REUSEADDR, SO_RCVBUF and SO_SNDBUF (before connect or
+//! listen, the only time the engine can size the buffers; reported doubled, as Linux does), SO_KEEPALIVE with TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT, TCP_NODELAY,
 //! TCP_USER_TIMEOUT (the engine's per-connection timeout, and the deadline of a background
 //! close), SO_RCVTIMEO and SO_SNDTIMEO (EAGAIN when they run out), SO_ERROR, FIONBIO,
 //! O_NONBLOCK through fcntl, FIONREAD (= SIOCINQ) and TIOCOUTQ (= SIOCOUTQ), poll. What the

@@ -106,6 +106,13 @@ impl Shim {
                 st.sockets.get_mut(fd)?.reuse_addr = int_of(value)? != 0;
             }
             (libc::SOL_SOCKET, libc::SO_RCVBUF | libc::SO_SNDBUF) => {
+                // The engine sizes a connection's buffers when it creates it (at connect, or
+                // at listen for the connections a listener accepts): later the size could not
+                // take effect, so it is refused rather than reported and ignored.
+                let id = st.sockets.get(fd)?.id;
+                if !matches!(info(st, id)?.state, "FRESH" | "BOUND") {
+                    return Err(Errno(libc::EOPNOTSUPP));
+                }
                 let size = usize::try_from(int_of(value)?).unwrap_or(0);
                 let size = size.clamp(MIN_BUFFER, MAX_BUFFER);
                 let mut o = options(st, fd)?;

@@ -257,6 +257,23 @@ fn linux_errno_and_options() {
     };
     assert_eq!(r, 0);
     assert_eq!(pd.get_int(s, libc::SOL_SOCKET, libc::SO_RCVBUF), Ok(16384));
+    // Too late on a connection: refused, and the real size still reported.
+    // SAFETY: an int and its length.
+    let r = unsafe {
+        (pd.t.setsockopt)(
+            pd.t.userdata,
+            c,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&v as *const i32).cast(),
+            4,
+        )
+    };
+    assert_eq!((r, common::errno()), (-1, libc::EOPNOTSUPP));
+    assert_eq!(
+        pd.get_int(c, libc::SOL_SOCKET, libc::SO_SNDBUF),
+        Ok(2 * 256 * 1024)
+    );
     assert_eq!(pd.get_int(c, libc::IPPROTO_TCP, libc::TCP_NODELAY), Ok(0));
     // Unsupported option: ENOPROTOOPT.
     assert_eq!(
