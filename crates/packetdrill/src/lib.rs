@@ -24,11 +24,12 @@
 //! # Linux at the API, lingerstack's close contract
 //!
 //! The calls speak Linux: Linux errno values (set through libc's errno), `struct linger
-//! {int l_onoff; int l_linger}`, SO_REUSEADDR, SO_RCVBUF and SO_SNDBUF (reported doubled, as
-//! Linux does), SO_KEEPALIVE with TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT, TCP_NODELAY,
+//! {int l_onoff; int l_linger}`, SO_REUSEADDR, SO_RCVBUF and SO_SNDBUF (before connect or
+//! listen, the only time the engine can size the buffers; reported doubled, as Linux does), SO_KEEPALIVE with TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT, TCP_NODELAY,
 //! TCP_USER_TIMEOUT (the engine's per-connection timeout, and the deadline of a background
-//! close), SO_ERROR, FIONBIO, O_NONBLOCK through
-//! fcntl, FIONREAD (= SIOCINQ) and TIOCOUTQ (= SIOCOUTQ). What the shim cannot honour fails
+//! close), SO_RCVTIMEO and SO_SNDTIMEO (EAGAIN when they run out), SO_ERROR, FIONBIO,
+//! O_NONBLOCK through fcntl, FIONREAD (= SIOCINQ) and TIOCOUTQ (= SIOCOUTQ), poll. What the
+//! shim cannot honour fails
 //! instead of being ignored: other options with ENOPROTOOPT, other ioctls with ENOTTY, unknown
 //! send or receive flags with EOPNOTSUPP, epoll, pipe and splice with ENOSYS, sockets other
 //! than TCP with EPROTONOSUPPORT. No signal is ever raised (a write after the connection is
@@ -71,6 +72,10 @@
 //! `RTLD_DEEPBIND`, under which any libc name the library exported would capture the library's
 //! own libc calls. Each init builds a fresh engine; `free` releases it with its descriptors, so
 //! scripts run one after another in one process share nothing.
+//!
+//! What never reaches the shim: packetdrill's `%{ }%` blocks read TCP_INFO with libc's
+//! getsockopt on the descriptor (a memfd here, so they fail), and a script's shell commands
+//! run on the host (run packetdrill in a network namespace of its own).
 //!
 //! [packetdrill]: https://github.com/google/packetdrill
 

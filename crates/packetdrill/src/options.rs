@@ -24,6 +24,33 @@ fn int_of(value: &[u8]) -> Res<c_int> {
     Ok(c_int::from_ne_bytes(bytes))
 }
 
+/// A `struct timeval` option value (SO_RCVTIMEO, SO_SNDTIMEO): None for zero, "no timeout".
+fn timeout_of(value: &[u8]) -> Res<Option<Duration>> {
+    let field = |at: usize| -> Res<i64> {
+        let bytes: [u8; 8] = value
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(Errno(libc::EINVAL))?;
+        Ok(i64::from_ne_bytes(bytes))
+    };
+    let (sec, usec) = (field(0)?, field(8)?);
+    if !(0..1_000_000).contains(&usec) {
+        return Err(Errno(libc::EDOM));
+    }
+    // Linux takes a negative time as zero.
+    let sec = u64::try_from(sec).unwrap_or(0);
+    let t = Duration::from_secs(sec) + Duration::from_micros(usec as u64);
+    Ok((!t.is_zero()).then_some(t))
+}
+
+fn timeval_bytes(t: Option<Duration>) -> Vec<u8> {
+    let t = t.unwrap_or_default();
+    let sec = i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
+    let mut v = sec.to_ne_bytes().to_vec();
+    v.extend(i64::from(t.subsec_micros()).to_ne_bytes());
+    v
+}
+
 fn int_bytes(v: c_int) -> Vec<u8> {
     v.to_ne_bytes().to_vec()
 }
@@ -79,6 +106,13 @@ impl Shim {
                 st.sockets.get_mut(fd)?.reuse_addr = int_of(value)? != 0;
             }
             (libc::SOL_SOCKET, libc::SO_RCVBUF | libc::SO_SNDBUF) => {
+                // The engine sizes a connection's buffers when it creates it (at connect, or
+                // at listen for the connections a listener accepts): later the size could not
+                // take effect, so it is refused rather than reported and ignored.
+                let id = st.sockets.get(fd)?.id;
+                if !matches!(info(st, id)?.state, "FRESH" | "BOUND") {
+                    return Err(Errno(libc::EOPNOTSUPP));
+                }
                 let size = usize::try_from(int_of(value)?).unwrap_or(0);
                 let size = size.clamp(MIN_BUFFER, MAX_BUFFER);
                 let mut o = options(st, fd)?;
@@ -88,6 +122,12 @@ impl Shim {
                     o.tx_buffer = size;
                 }
                 set_options(st, fd, o)?;
+            }
+            (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => {
+                st.sockets.get_mut(fd)?.recv_timeout = timeout_of(value)?;
+            }
+            (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => {
+                st.sockets.get_mut(fd)?.send_timeout = timeout_of(value)?;
             }
             (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => {
                 st.sockets.get_mut(fd)?.keep_alive.on = int_of(value)? != 0;
@@ -138,6 +178,8 @@ impl Shim {
                 v
             }
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => flag(sock.reuse_addr),
+            (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => timeval_bytes(sock.recv_timeout),
+            (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => timeval_bytes(sock.send_timeout),
             (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => flag(sock.keep_alive.on),
             (libc::SOL_SOCKET, libc::SO_TYPE) => int_bytes(libc::SOCK_STREAM),
             (libc::SOL_SOCKET, libc::SO_DOMAIN) => int_bytes(sock.domain),

@@ -66,6 +66,9 @@ pub(crate) struct Sock {
     pub(crate) linger: (c_int, c_int),
     pub(crate) reuse_addr: bool,
     pub(crate) keep_alive: KeepAliveSettings,
+    /// SO_RCVTIMEO (recv, accept) and SO_SNDTIMEO (send); None: wait for ever.
+    pub(crate) recv_timeout: Option<Duration>,
+    pub(crate) send_timeout: Option<Duration>,
     pub(crate) listening: bool,
     /// shutdown(SHUT_WR) was called: a lingering close then finishes in the background.
     pub(crate) send_shut: bool,
@@ -125,6 +128,8 @@ impl Sockets {
                 linger: (0, 0),
                 reuse_addr: false,
                 keep_alive: KeepAliveSettings::default(),
+                recv_timeout: None,
+                send_timeout: None,
                 listening: false,
                 send_shut: false,
                 error_reported: None,
@@ -172,12 +177,22 @@ impl Drop for Sockets {
     }
 }
 
-/// How long a call on `sock` may wait, given the call's flags.
-fn wait_of(sock: &Sock, flags: c_int) -> Wait {
+/// How long a call on `sock` may wait, given the call's flags and the socket's timeout for
+/// its direction.
+fn wait_of(sock: &Sock, flags: c_int, timeout: Option<Duration>) -> Wait {
     if sock.nonblocking || flags & libc::MSG_DONTWAIT != 0 {
         Wait::No
     } else {
-        Wait::Block(None)
+        Wait::Block(timeout)
+    }
+}
+
+/// A call that ran out of its SO_RCVTIMEO/SO_SNDTIMEO fails with EAGAIN on Linux.
+fn timed_out_is_again(e: Errno, timeout: Option<Duration>) -> Errno {
+    if timeout.is_some() && e == Errno(libc::ETIMEDOUT) {
+        Errno(libc::EAGAIN)
+    } else {
+        e
     }
 }
 
@@ -260,9 +275,11 @@ impl Shim {
     pub(crate) fn accept(&self, fd: c_int) -> Res<(c_int, SocketAddr, c_int)> {
         let st = self.lock();
         let listener = st.sockets.get(fd)?.clone();
-        let request = Request::Accept(listener.id, wait_of(&listener, 0));
+        let timeout = listener.recv_timeout;
+        let request = Request::Accept(listener.id, wait_of(&listener, 0, timeout));
         let (mut st, outcome) = self.call(st, request);
-        let Done::Accepted(id, peer) = errno_of(outcome)? else {
+        let outcome = errno_of(outcome).map_err(|e| timed_out_is_again(e, timeout));
+        let Done::Accepted(id, peer) = outcome? else {
             return Err(Errno(libc::EIO));
         };
         let new_fd = match st.sockets.insert(id, listener.domain) {
@@ -272,10 +289,13 @@ impl Shim {
                 return Err(e);
             }
         };
-        // Inherited from the listener, as on Linux: linger and keep-alive (O_NONBLOCK is not).
+        // Inherited from the listener, as on Linux: linger, keep-alive and the timeouts
+        // (O_NONBLOCK is not).
         let sock = st.sockets.get_mut(new_fd)?;
         sock.linger = listener.linger;
         sock.keep_alive = listener.keep_alive;
+        sock.recv_timeout = listener.recv_timeout;
+        sock.send_timeout = listener.send_timeout;
         Ok((new_fd, peer, listener.domain))
     }
 
@@ -284,7 +304,7 @@ impl Shim {
         let mut st = self.lock();
         let sock = st.sockets.get(fd)?.clone();
         st.learn_peer(addr.ip());
-        let wait = wait_of(&sock, 0);
+        let wait = wait_of(&sock, 0, None);
         let (_st, outcome) = self.call(st, Request::Connect(sock.id, addr, wait));
         match errno_of(outcome) {
             Err(Errno(libc::EAGAIN)) => Err(Errno(libc::EINPROGRESS)),
@@ -304,14 +324,16 @@ impl Shim {
         if buf.is_empty() {
             return Ok(0);
         }
-        let wait = wait_of(&sock, flags);
+        let timeout = sock.recv_timeout;
+        let wait = wait_of(&sock, flags, timeout);
         let request = if flags & libc::MSG_PEEK != 0 {
             Request::Peek(sock.id, buf.len(), wait)
         } else {
             Request::Recv(sock.id, buf.len(), wait)
         };
         let (_st, outcome) = self.call(st, request);
-        let Done::Received(bytes) = errno_of(outcome)? else {
+        let outcome = errno_of(outcome).map_err(|e| timed_out_is_again(e, timeout));
+        let Done::Received(bytes) = outcome? else {
             return Err(Errno(libc::EIO));
         };
         let n = bytes.len().min(buf.len());
@@ -331,14 +353,15 @@ impl Shim {
         if data.is_empty() {
             return Ok(0);
         }
-        let request = Request::Send(sock.id, data.to_vec(), wait_of(&sock, flags));
+        let timeout = sock.send_timeout;
+        let request = Request::Send(sock.id, data.to_vec(), wait_of(&sock, flags, timeout));
         let (_st, outcome) = self.call(st, request);
         match outcome {
             Ok(Done::Sent(n)) => Ok(n),
             Ok(_) => Err(Errno(libc::EIO)),
             // Part was queued before the failure: Linux returns that count.
             Err(f) if f.bytes > 0 => Ok(f.bytes),
-            Err(f) => Err(f.error.into()),
+            Err(f) => Err(timed_out_is_again(f.error.into(), timeout)),
         }
     }
 

@@ -366,15 +366,12 @@ unsafe extern "C" fn sendto(
     to: *const sockaddr,
     _to_len: socklen_t,
 ) -> ssize_t {
-    len_ret(with(ud, |s| {
-        if !to.is_null() {
-            // A destination on a TCP socket: Linux ignores it once connected; the shim does
-            // not pretend to know what it meant.
-            return Err(Errno(libc::EISCONN));
-        }
-        // SAFETY: sendto(2)'s contract: `len` readable bytes at `buf`.
-        s.send(fd, unsafe { slice(buf, len) }, flags)
-    }))
+    // A destination is ignored, as Linux's TCP does (MSG_FASTOPEN, which would use it, is
+    // refused with the other unknown flags).
+    let _ = to;
+    // SAFETY: sendto(2)'s contract: `len` readable bytes at `buf`.
+    let buf = unsafe { slice(buf, len) };
+    len_ret(with(ud, |s| s.send(fd, buf, flags)))
 }
 
 unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {

@@ -257,6 +257,23 @@ fn linux_errno_and_options() {
     };
     assert_eq!(r, 0);
     assert_eq!(pd.get_int(s, libc::SOL_SOCKET, libc::SO_RCVBUF), Ok(16384));
+    // Too late on a connection: refused, and the real size still reported.
+    // SAFETY: an int and its length.
+    let r = unsafe {
+        (pd.t.setsockopt)(
+            pd.t.userdata,
+            c,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&v as *const i32).cast(),
+            4,
+        )
+    };
+    assert_eq!((r, common::errno()), (-1, libc::EOPNOTSUPP));
+    assert_eq!(
+        pd.get_int(c, libc::SOL_SOCKET, libc::SO_SNDBUF),
+        Ok(2 * 256 * 1024)
+    );
     assert_eq!(pd.get_int(c, libc::IPPROTO_TCP, libc::TCP_NODELAY), Ok(0));
     // Unsupported option: ENOPROTOOPT.
     assert_eq!(
@@ -531,6 +548,35 @@ fn poll_ends_at_its_timeout_or_at_the_packet_that_woke_it() {
     let took = end - start;
     assert!(
         (300 * MS..310 * MS).contains(&took),
+        "timed out after {took} us"
+    );
+}
+
+/// SO_RCVTIMEO: a blocking read with nothing to read fails with EAGAIN at the timeout (ended
+/// then for its thread, though the main thread jumped further), and the option reads back.
+#[test]
+fn receive_timeout_gives_eagain_at_the_timeout() {
+    let pd = Pd::new(Some(FLAGS));
+    let mut peer = Peer::new(40014);
+    let (_l, c) = established(&pd, &mut peer);
+    let tv = [0i64, 250_000];
+    // SAFETY: a struct timeval (two 64-bit fields) and its length.
+    let r = unsafe {
+        (pd.t.setsockopt)(
+            pd.t.userdata,
+            c,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            tv.as_ptr().cast(),
+            16,
+        )
+    };
+    assert_eq!(r, 0);
+    let (r, end, start) = on_syscall_thread(&pd, |pd| pd.read(c, 10), || pd.usleep(1_000_000));
+    assert_eq!(r, Err(libc::EAGAIN));
+    let took = end - start;
+    assert!(
+        (250 * MS..260 * MS).contains(&took),
         "timed out after {took} us"
     );
 }
