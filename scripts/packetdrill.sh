@@ -13,12 +13,12 @@
 # gives commands that name tun0 something to act on. Needs root (namespaces, SCHED_RR).
 #
 # Scripts run from their own directory, as packetdrill's run_all.py does, so upstream scripts
-# find `../common/defaults.sh`. Addresses are fixed (those of run_all.py) and handed to both
-# packetdrill and the shim.
+# find `../common/defaults.sh`. Addresses are fixed and handed to both packetdrill and the shim.
 #
 # Environment: PACKETDRILL (required), PACKETDRILL_ARGS (extra packetdrill options),
-# PACKETDRILL_MTU (the shim's MTU, default 1500; upstream scripts inject segments larger than
-# a 1500-byte MTU allows, as Linux's tun device accepts them),
+# PACKETDRILL_IPV6=1 (run over IPv6), PACKETDRILL_MTU (the shim's MTU, default 1500, 1520 for
+# IPv6; upstream scripts inject segments larger than a 1500-byte MTU allows, as Linux's tun
+# device accepts them),
 # PACKETDRILL_TIMEOUT (real seconds per script, default 60), PACKETDRILL_VERBOSE=1 (print
 # every script's output, not only a failing one's), PACKETDRILL_QUIET=1 (one line per script,
 # even for a failing one: for long upstream runs).
@@ -28,8 +28,19 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo="$PWD"
 
-local_ip=192.168.0.1
-remote_ip=192.0.2.1
+# run_all.py's addresses; IPv6 with a 1520-byte MTU, as run_all.py does, so the MSS is 1460
+# under both families and one script fits both.
+if [[ "${PACKETDRILL_IPV6:-}" == 1 ]]; then
+    family=(--ip_version=ipv6 --local_ip=fd3d:0a0b:17d6::1 --remote_ip=fd3d:fa7b:d17d::1
+        --gateway_ip=fd3d:0a0b:17d6:8888::1 -D CMSG_LEVEL_IP=SOL_IPV6
+        -D CMSG_TYPE_RECVERR=IPV6_RECVERR)
+    so_flags="local=fd3d:a0b:17d6::1,remote=fd3d:fa7b:d17d::1,mtu=${PACKETDRILL_MTU:-1520}"
+else
+    family=(--ip_version=ipv4 --local_ip=192.168.0.1 --remote_ip=192.0.2.1
+        --gateway_ip=192.168.0.1 --netmask_ip=255.255.0.0 -D CMSG_LEVEL_IP=SOL_IP
+        -D CMSG_TYPE_RECVERR=IP_RECVERR)
+    so_flags="local=192.168.0.1,remote=192.0.2.1${PACKETDRILL_MTU:+,mtu=$PACKETDRILL_MTU}"
+fi
 
 how_to_build() {
     cat >&2 <<'EOF'
@@ -91,12 +102,8 @@ run_one() {
     local rc=0
     # shellcheck disable=SC2086 # PACKETDRILL_ARGS is a list of options
     (cd "$(dirname "$1")" && ip netns exec "$ns" timeout -k 5 "${PACKETDRILL_TIMEOUT:-60}" \
-        "$packetdrill" --so_filename="$so" \
-        --so_flags="local=$local_ip,remote=$remote_ip${PACKETDRILL_MTU:+,mtu=$PACKETDRILL_MTU}" \
-        --ip_version=ipv4 --local_ip="$local_ip" --remote_ip="$remote_ip" \
-        --gateway_ip="$local_ip" --netmask_ip=255.255.0.0 \
+        "$packetdrill" --so_filename="$so" --so_flags="$so_flags" "${family[@]}" \
         -D TFO_COOKIE=3021b9d889017eeb -D CODE=host_unreachable \
-        -D CMSG_LEVEL_IP=SOL_IP -D CMSG_TYPE_RECVERR=IP_RECVERR \
         ${PACKETDRILL_ARGS:-} "$(basename "$1")") >"$2" 2>&1 || rc=$?
     cleanup
     return "$rc"
