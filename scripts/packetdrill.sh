@@ -15,13 +15,15 @@
 # Scripts run from their own directory, as packetdrill's run_all.py does, so upstream scripts
 # find `../common/defaults.sh`. Addresses are fixed and handed to both packetdrill and the shim.
 #
-# Environment: PACKETDRILL (required), PACKETDRILL_ARGS (extra packetdrill options),
-# PACKETDRILL_IPV6=1 (run over IPv6), PACKETDRILL_MTU (the shim's MTU, default 1500, 1520 for
-# IPv6; upstream scripts inject segments larger than a 1500-byte MTU allows, as Linux's tun
-# device accepts them),
-# PACKETDRILL_TIMEOUT (real seconds per script, default 60), PACKETDRILL_VERBOSE=1 (print
-# every script's output, not only a failing one's), PACKETDRILL_QUIET=1 (one line per script,
-# even for a failing one: for long upstream runs).
+# Environment:
+#   PACKETDRILL          the packetdrill binary (required)
+#   PACKETDRILL_ARGS     more packetdrill options (e.g. -v)
+#   PACKETDRILL_IPV6=1   run over IPv6
+#   PACKETDRILL_MTU      the shim's MTU (default 1500, 1520 for IPv6); upstream scripts inject
+#                        segments larger than 1500 bytes, which Linux's tun device accepts
+#   PACKETDRILL_TIMEOUT  real seconds per script (default 60)
+#   PACKETDRILL_VERBOSE=1  every script's output, not only a failing one's
+#   PACKETDRILL_QUIET=1    one line per script even when it fails (long upstream runs)
 # Prints one line per script, then "packetdrill: P of N scripts passed"; exits 1 if any
 # failed, 2 if packetdrill or root is missing.
 set -euo pipefail
