@@ -6,6 +6,10 @@
 //! it, as packetdrill requires (it moves on only once the syscall thread shows state `S`), and
 //! wakes by itself when the next engine timer falls due in real time.
 //!
+//! While a thread holds the lock the clock stands still ([`Locked`], clock.rs): the stack's work
+//! takes no virtual time, so a reply is stamped with, and packetdrill reads afterwards, the
+//! very time of the packet that caused it, however slow the build or busy the machine.
+//!
 //! The engine's time trails the clock: before anything happens at clock time `t`, every timer
 //! due by `t` is run at its own virtual time ([`State::run_until`]), so a retransmission or a
 //! linger timeout leaves with the time it was due, whenever the shim got to it.
@@ -17,6 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -90,6 +95,51 @@ pub(crate) struct Shim {
     ends_pending: AtomicBool,
 }
 
+/// The state, locked, with the clock frozen until it is let go (clock.rs: the shim's own work
+/// takes no virtual time).
+pub(crate) struct Locked<'a> {
+    /// Always `Some` but inside [`Shim::sleep`], which lends the guard to the condvar.
+    guard: Option<MutexGuard<'a, State>>,
+    clock: &'a Clock,
+}
+
+impl<'a> Locked<'a> {
+    fn new(guard: MutexGuard<'a, State>, clock: &'a Clock) -> Locked<'a> {
+        clock.freeze();
+        Locked {
+            guard: Some(guard),
+            clock,
+        }
+    }
+
+    /// Let the clock run and hand out the guard (to wait on the condvar with it).
+    fn release(mut self) -> MutexGuard<'a, State> {
+        self.clock.thaw();
+        self.guard.take().expect("a Locked holds its guard")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if self.guard.is_some() {
+            self.clock.thaw();
+        }
+    }
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.guard.as_ref().expect("a Locked holds its guard")
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.guard.as_mut().expect("a Locked holds its guard")
+    }
+}
+
 fn instant(t: i64) -> Instant {
     Instant::from_micros(t)
 }
@@ -141,13 +191,15 @@ impl Shim {
         })
     }
 
-    /// The state, caught up with the clock (every timer due by now has run).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    /// The state, caught up with the clock (every timer due by now has run); the clock stands
+    /// still until it is let go.
+    pub(crate) fn lock(&self) -> Locked<'_> {
         // A new call: an end time kept for this thread's clock read is stale now.
         self.take_end_time();
         // A panic while the lock was held (caught at the C boundary) leaves the engine as it
         // was between two calls: still usable.
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = Locked::new(guard, &self.clock);
         self.catch_up(&mut st);
         st
     }
@@ -162,9 +214,9 @@ impl Shim {
     /// Apply `request` and return its answer, waiting (asleep) as long as the engine holds it.
     pub(crate) fn call<'a>(
         &'a self,
-        mut st: MutexGuard<'a, State>,
+        mut st: Locked<'a>,
         request: Request,
-    ) -> (MutexGuard<'a, State>, Outcome) {
+    ) -> (Locked<'a>, Outcome) {
         let token = st.token();
         let now = instant(st.engine_now);
         st.engine.handle(request, token, now);
@@ -217,11 +269,7 @@ impl Shim {
 
     /// Sleep until woken or the next deadline (the engine's, or `until`) falls due in real
     /// time, then catch up with the clock.
-    pub(crate) fn sleep<'a>(
-        &'a self,
-        mut st: MutexGuard<'a, State>,
-        until: Option<i64>,
-    ) -> MutexGuard<'a, State> {
+    pub(crate) fn sleep<'a>(&'a self, mut st: Locked<'a>, until: Option<i64>) -> Locked<'a> {
         let next = [st.next_due(), until].into_iter().flatten().min();
         let nap = match next {
             Some(t) => {
@@ -230,11 +278,13 @@ impl Shim {
             }
             None => NAP,
         };
-        st = self
+        // Time runs while nobody works in the shim.
+        let guard = self
             .wake
-            .wait_timeout(st, nap)
-            .map(|(st, _)| st)
+            .wait_timeout(st.release(), nap)
+            .map(|(guard, _)| guard)
             .unwrap_or_else(|e| e.into_inner().0);
+        let mut st = Locked::new(guard, &self.clock);
         self.catch_up(&mut st);
         st
     }
@@ -280,9 +330,8 @@ impl Shim {
 
     /// usleep: jump the clock and run what falls due on the way.
     pub(crate) fn sleep_virtual(&self, usecs: u32) {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.lock();
         self.clock.jump_to(self.clock.now() + i64::from(usecs));
-        let mut st = st;
         self.catch_up(&mut st);
         // A poll whose timeout the jump passed returns now, not at its next nap.
         self.wake.notify_all();

@@ -89,10 +89,10 @@ pub struct Table {
 type Init = unsafe extern "C" fn(*const c_char, *mut Table);
 
 /// The library built for this test profile, loaded once per process (it stays loaded:
-/// RTLD_NODELETE, as in packetdrill).
-fn init_fn() -> Init {
-    static INIT: OnceLock<usize> = OnceLock::new();
-    let addr = *INIT.get_or_init(|| {
+/// RTLD_NODELETE, as in packetdrill): its handle and its init function's address.
+pub fn loaded() -> (usize, usize) {
+    static LOADED: OnceLock<(usize, usize)> = OnceLock::new();
+    *LOADED.get_or_init(|| {
         let path = CString::new(lib_path().to_str().unwrap()).unwrap();
         let flags = libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_NODELETE | libc::RTLD_DEEPBIND;
         // SAFETY: a valid path; loading the library runs no code of ours but its initialisers.
@@ -101,10 +101,13 @@ fn init_fn() -> Init {
         // SAFETY: a valid handle and symbol name.
         let sym = unsafe { libc::dlsym(handle, c"packetdrill_interface_init".as_ptr()) };
         assert!(!sym.is_null(), "packetdrill_interface_init not exported");
-        sym as usize
-    });
+        (handle as usize, sym as usize)
+    })
+}
+
+fn init_fn() -> Init {
     // SAFETY: the symbol is packetdrill_interface_init, of packetdrill's init type.
-    unsafe { std::mem::transmute::<usize, Init>(addr) }
+    unsafe { std::mem::transmute::<usize, Init>(loaded().1) }
 }
 
 /// liblingerstack_packetdrill.so, brought up to date first. It is the package's cdylib, which
