@@ -7,6 +7,12 @@ target_dir := env_var_or_default("CARGO_TARGET_DIR", justfile_directory() / "tar
 test *args:
     bash scripts/test.sh {{args}}
 
+# lingerstack's packetdrill scripts (tests/packetdrill, or the given scripts or directories)
+# through the shim on virtual time, each in a fresh network namespace (root). Needs
+# PACKETDRILL=/path/to/packetdrill; without it, prints how to build packetdrill and fails.
+packetdrill *scripts:
+    bash scripts/packetdrill.sh {{scripts}}
+
 # The echo demo: the kernel of a private namespace talks to lingerstack over a TAP (as root),
 # or two engines over the in-memory link otherwise.
 demo:

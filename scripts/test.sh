@@ -9,6 +9,9 @@
 # LINGERSTACK_REQUIRE_TAP=1 makes a skip a failure (CI sets it).
 # Extra arguments go to the test runner (e.g. a filter).
 #
+# The packetdrill scripts (tests/packetdrill) run only when PACKETDRILL names a packetdrill
+# binary: CI cannot fetch packetdrill, so there the shim's own tests stand in for them.
+#
 # nextest does not run doctests, so the documentation's examples (the Rust API's among them,
 # on the in-memory link) run afterwards with `cargo test --doc`, skipped when a filter is given,
 # as is the check that the declared minimum Rust (rust-version) still compiles the workspace.
@@ -47,5 +50,8 @@ if [ "$#" -eq 0 ]; then
     else
         echo "*** SKIP MSRV check: Rust $msrv is not installed ***" >&2
     fi
+fi
+if [ -n "${PACKETDRILL:-}" ] && [ "$#" -eq 0 ]; then
+    bash scripts/packetdrill.sh || status=$?
 fi
 exit "$status"

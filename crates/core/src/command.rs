@@ -110,7 +110,8 @@ pub struct TcpOptions {
     pub nodelay: bool,
     /// Keep-alive, if on (SO_KEEPALIVE, SIO_KEEPALIVE_VALS).
     pub keep_alive: Option<KeepAlive>,
-    /// Abort the connection if the peer does not answer for this long.
+    /// Abort the connection if the peer leaves sent data unacknowledged for this long
+    /// (TCP_USER_TIMEOUT); an idle connection is never cut by it.
     pub timeout: Option<Duration>,
 }
 

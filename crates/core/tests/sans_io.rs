@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use lingerstack_core::link::{FrameQueues, QueueLink};
+use lingerstack_core::link::{FrameQueues, Medium, QueueLink};
 use lingerstack_core::{
     Cidr, CloseMode, Done, Engine, Instant, Outcome, Request, SocketId, StackConfig, StackError,
     Wait,
@@ -23,8 +23,8 @@ struct Side {
 }
 
 impl Side {
-    fn new(addr: Ipv4Addr, last: u8) -> Side {
-        let (link, wire) = QueueLink::new(1500);
+    fn new(addr: Ipv4Addr, last: u8, medium: Medium) -> Side {
+        let (link, wire) = QueueLink::with_medium(1500, medium);
         let config = StackConfig {
             mac: [2, 0, 0, 0, 0, last],
             ipv4: Some(Cidr { addr, prefix: 24 }),
@@ -56,9 +56,13 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::on(Medium::Ethernet)
+    }
+
+    fn on(medium: Medium) -> World {
         World {
-            a: Side::new(A, 1),
-            b: Side::new(B, 2),
+            a: Side::new(A, 1, medium),
+            b: Side::new(B, 2, medium),
             now: Instant::ZERO,
             tag: 0,
             a_sent: Vec::new(),
@@ -219,4 +223,46 @@ fn events_only_when_enabled() {
         events.iter().any(|e| e.id == c && e.ready.readable),
         "b's accepted socket became readable: {events:?}"
     );
+}
+
+/// On an IP link the engine sends and takes bare IP packets: the same connection works with no
+/// Ethernet header and no neighbour resolution, and an address and a route added after the
+/// engine started (a driver that learns them late) are used at once.
+#[test]
+fn ip_medium_moves_bare_ip_packets_with_late_addresses() {
+    let mut w = World::on(Medium::Ip);
+    // a learns a second address in another network, reachable through a default route.
+    let far = Ipv4Addr::new(192, 0, 2, 7);
+    w.b.engine.add_address(far.into(), 24).expect("address");
+    w.a.engine.set_default_route(B.into()).expect("route");
+    let l = w.open(false);
+    w.call(false, Request::Bind(l, SocketAddr::new(far.into(), 80)));
+    w.call(false, Request::Listen(l, 1));
+    let s = w.open(true);
+    let tag = w.submit(
+        true,
+        Request::Connect(s, SocketAddr::new(far.into(), 80), Wait::Block(None)),
+    );
+    w.settle();
+    w.answer(tag).expect("connected").unwrap();
+    assert_eq!(
+        w.call(true, Request::Send(s, b"hi".to_vec(), Wait::No)),
+        Done::Sent(2)
+    );
+    let Done::Accepted(c, peer) = w.call(false, Request::Accept(l, Wait::No)) else {
+        panic!("accept")
+    };
+    assert_eq!(peer.ip(), std::net::IpAddr::from(A));
+    assert_eq!(
+        w.call(false, Request::Recv(c, 64, Wait::No)),
+        Done::Received(b"hi".to_vec())
+    );
+    assert!(!w.a_sent.is_empty());
+    for packet in &w.a_sent {
+        // IPv4, 20-byte header, TCP, from a to the far address: no link header in front.
+        assert_eq!(packet[0], 0x45, "{packet:02x?}");
+        assert_eq!(packet[9], 6);
+        assert_eq!(packet[12..16], A.octets());
+        assert_eq!(packet[16..20], far.octets());
+    }
 }

@@ -28,7 +28,7 @@ use crate::command::{
 use crate::config::StackConfig;
 use crate::counters::Counters;
 use crate::error::StackError;
-use crate::link::{FaultConfig, Link, LinkDevice, PcapSink, Tuple};
+use crate::link::{FaultConfig, Link, LinkDevice, Medium, PcapSink, Tuple};
 use buffers::BufferPool;
 use close::Closing;
 use entry::{Entry, Kind};
@@ -203,7 +203,12 @@ impl<R: Reply> Engine<R> {
                 format!("MAC {mac} is not unicast"),
             ));
         }
-        let mut iface_config = Config::new(HardwareAddress::Ethernet(mac));
+        // On an IP link there is no hardware address: nothing to resolve, every packet goes out.
+        let hardware = match device.medium() {
+            Medium::Ethernet => HardwareAddress::Ethernet(mac),
+            Medium::Ip => HardwareAddress::Ip,
+        };
+        let mut iface_config = Config::new(hardware);
         iface_config.random_seed = seed;
         let mut iface = Interface::new(iface_config, &mut device, now);
         configure_addresses(&mut iface, &config)?;
@@ -262,6 +267,34 @@ impl<R: Reply> Engine<R> {
     /// The answers since the last call, each with the reply token its request came with.
     pub fn drain_answers(&mut self) -> std::vec::Drain<'_, (R, Outcome)> {
         self.answers.drain(..)
+    }
+
+    /// Give the interface one more address (a driver that learns its address late: the
+    /// packetdrill shim takes it from the first bind or inbound packet).
+    pub fn add_address(&mut self, addr: std::net::IpAddr, prefix: u8) -> Result<(), StackError> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max || addr.is_unspecified() || addr.is_multicast() {
+            return Err(StackError::InvalidInput);
+        }
+        let cidr = IpCidr::new(IpAddress::from(addr), prefix);
+        let mut added = Ok(());
+        self.iface.update_ip_addrs(|addrs| {
+            if !addrs.contains(&cidr) {
+                added = addrs.push(cidr).map_err(|_| StackError::NoBuffers);
+            }
+        });
+        added
+    }
+
+    /// Route everything of `via`'s family that is not on a local network through `via` (it
+    /// replaces the default route of that family).
+    pub fn set_default_route(&mut self, via: std::net::IpAddr) -> Result<(), StackError> {
+        let routes = self.iface.routes_mut();
+        let added = match via {
+            std::net::IpAddr::V4(v4) => routes.add_default_ipv4_route(v4).map(drop),
+            std::net::IpAddr::V6(v6) => routes.add_default_ipv6_route(v6).map(drop),
+        };
+        added.map_err(|_| StackError::NoBuffers)
     }
 
     /// The link under the device (for the driver to learn how to wait for it).

@@ -413,8 +413,15 @@ impl RecvInto<'_> {
 }
 
 /// How long smoltcp may hear nothing from the peer before it aborts the connection: while
-/// connecting; while data waits to be acknowledged. An idle connection with nothing outstanding
-/// is keep-alive's business (unless the application set a timeout).
+/// connecting; while data waits to be acknowledged (the application's own timeout, else
+/// `peer_timeout`). An idle connection with nothing outstanding is keep-alive's business, and
+/// a FIN waiting for its ACK the close deadline's.
+///
+/// The application's timeout must not run while nothing is outstanding: smoltcp counts it
+/// from the last segment heard, so an idle connection would be cut for being quiet (Linux's
+/// TCP_USER_TIMEOUT, which it stands for, never does that), and a FIN sent after a quiet spell
+/// would be cut at once. smoltcp restarts that count when data is queued on an empty buffer,
+/// which is exactly when this arms it.
 fn liveness_timeout(
     state: State,
     send_queue: usize,
@@ -426,6 +433,37 @@ fn liveness_timeout(
         State::SynSent | State::SynReceived => Some(SmolDuration::from(config.connect_timeout)),
         _ if send_queue > 0 => own.or(Some(SmolDuration::from(config.peer_timeout))),
         // Keep-alive watches an idle connection itself (`keepalive.rs`).
-        _ => own,
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_timeout_runs_only_while_data_waits_for_its_ack() {
+        let config = StackConfig::default();
+        let plain = TcpOptions {
+            rx_buffer: config.rx_buffer,
+            tx_buffer: config.tx_buffer,
+            nodelay: false,
+            keep_alive: None,
+            timeout: None,
+        };
+        let options = TcpOptions {
+            timeout: Some(std::time::Duration::from_secs(3)),
+            ..plain
+        };
+        let at = |state, queued, o: &TcpOptions| liveness_timeout(state, queued, o, &config);
+        assert_eq!(
+            at(State::Established, 10, &options),
+            Some(SmolDuration::from_secs(3))
+        );
+        assert_eq!(at(State::Established, 0, &options), None);
+        assert_eq!(at(State::FinWait1, 0, &options), None);
+        let peer = Some(SmolDuration::from(config.peer_timeout));
+        assert_eq!(at(State::CloseWait, 1, &plain), peer);
+        assert_eq!(at(State::Established, 0, &plain), None);
     }
 }

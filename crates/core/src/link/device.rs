@@ -27,22 +27,31 @@
 //! super-segment's partial checksum is left as it came, while a `NEEDS_CSUM` frame within the
 //! MTU (which the segment guard may judge by its checksum), and every one when faults may hold
 //! frames, is finished once on arrival. Every other frame (no flag, or one a layer held or
-//! corrupted) is verified by the device before smoltcp sees it. The layers see the frames without the header: the pcap records
-//! super-segments whole, as the kernel's own capture on the TAP shows them.
+//! corrupted) is verified by the device before smoltcp sees it. The layers see the frames without
+//! the header: the pcap records super-segments whole, as the kernel's own capture on the TAP
+//! shows them.
+//!
+//! # Media
+//!
+//! The layers read Ethernet frames. On an IP link ([`Medium::Ip`]) the device puts a stand-in
+//! Ethernet header (fixed addresses, the EtherType of the packet's IP version) in front of each
+//! packet on its way through the layers and takes it off again at either end, so every layer
+//! works unchanged on both media (a pcap of an IP link shows those stand-in headers). A
+//! virtio-net header and offloads are for Ethernet links only.
 
 use std::io;
 
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, DeviceCapabilities};
 use smoltcp::time::Instant;
 
 use smoltcp::phy::{Checksum, PacketMeta};
 
-use super::Link;
 use super::fault::{FaultConfig, Faults};
 use super::guard::SegmentGuard;
 use super::heard::PeerKey;
 use super::layer::{FaultLayer, GuardLayer, Layers, PcapLayer, Verdict};
 use super::pcap::PcapSink;
+use super::{Link, Medium};
 use super::vnet::{self, F_DATA_VALID, F_NEEDS_CSUM, MAX_IP_PACKET, VNET_HDR_LEN, VnetHeader};
 use crate::counters::Counters;
 
@@ -110,14 +119,41 @@ impl Wire {
     }
 }
 
+/// The bytes in front of a packet while it crosses the layers: 14 for the stand-in Ethernet
+/// header on an IP link, 0 on an Ethernet link (the frame already has its own).
+fn stand_in_len(medium: Medium) -> usize {
+    match medium {
+        Medium::Ethernet => 0,
+        Medium::Ip => ETHERNET_HEADER,
+    }
+}
+
+/// Write the stand-in Ethernet header for the IP packet that follows it in `frame`.
+fn write_stand_in(frame: &mut [u8]) {
+    let ethertype: u16 = match frame.get(ETHERNET_HEADER).map(|b| b >> 4) {
+        Some(4) => 0x0800,
+        Some(6) => 0x86dd,
+        // Not IP: a type no layer looks into.
+        _ => 0x88b5,
+    };
+    if let Some(header) = frame.get_mut(..ETHERNET_HEADER) {
+        header[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+        header[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
+        header[12..].copy_from_slice(&ethertype.to_be_bytes());
+    }
+}
+
 /// The transmit half: everything a [`TxToken`] needs, split from the receive buffer so that
 /// smoltcp can hold a receive and a transmit token at once.
 struct TxSide {
     wire: Wire,
     layers: Layers,
-    /// The header (if the link has one) then the frame.
+    /// The virtio-net header (if the link has one), the stand-in header (on an IP link), then
+    /// what smoltcp wrote; the layers see all but the virtio-net header.
     buf: Vec<u8>,
     framing: Framing,
+    /// Length of the stand-in header ([`stand_in_len`]); 0 whenever `framing.hdr` is not.
+    stand_in: usize,
     /// The segment size smoltcp asked for the frame of the current token, if it is larger.
     gso_size: Option<u16>,
     /// The time of the device call that handed out the current token (layers decide by it; a
@@ -128,12 +164,19 @@ struct TxSide {
 impl TxSide {
     /// A frame smoltcp wrote into `buf` after the header room: through the layers to the link.
     fn transmit(&mut self, len: usize) {
-        let h = self.framing.hdr;
+        let (h, s) = (self.framing.hdr, self.stand_in);
         let gso_size = self.gso_size.take();
         let header = self.header_for(h, len, gso_size);
-        if let Verdict::Pass(n) = self.layers.outbound(&mut self.buf[h..h + len], self.now) {
-            header.write(&mut self.buf[..h]);
-            self.wire.send(&self.buf[..h + n]);
+        if s > 0 {
+            write_stand_in(&mut self.buf);
+        }
+        if let Verdict::Pass(n) = self.layers.outbound(&mut self.buf[h..h + s + len], self.now) {
+            if s == 0 {
+                header.write(&mut self.buf[..h]);
+                self.wire.send(&self.buf[..h + n]);
+            } else if let Some(packet) = self.buf.get(s..n) {
+                self.wire.send(packet);
+            }
         }
         self.flush_held(self.now);
     }
@@ -157,7 +200,9 @@ impl TxSide {
     fn flush_held(&mut self, now: Instant) {
         while let Some(mut frame) = self.layers.release_out(now) {
             if self.framing.hdr == 0 {
-                self.wire.send(&frame);
+                if let Some(packet) = frame.get(self.stand_in..) {
+                    self.wire.send(packet);
+                }
                 continue;
             }
             let mut header = VnetHeader::default();
@@ -193,6 +238,7 @@ pub struct LinkDevice {
     finish_all: bool,
     tx: TxSide,
     mtu: usize,
+    medium: Medium,
 }
 
 impl LinkDevice {
@@ -207,7 +253,11 @@ impl LinkDevice {
         offload: bool,
     ) -> Self {
         let mtu = link.mtu();
-        let hdr = if link.vnet_header() { VNET_HDR_LEN } else { 0 };
+        let medium = link.medium();
+        let hdr = match medium {
+            Medium::Ethernet if link.vnet_header() => VNET_HDR_LEN,
+            _ => 0,
+        };
         // A super-segment that cannot hold two segments saves no system call, and moves the
         // checksum work from the kernel onto the engine: at such MTUs offloads stay off.
         let worth_it = 2 * mtu <= MAX_IP_PACKET;
@@ -217,7 +267,8 @@ impl LinkDevice {
         let offload = hdr > 0 && link.set_offload(offload && worth_it);
         let framing = Framing { hdr, offload, mtu };
         // With a header the peer may send super-segments even with offloads off (a link that
-        // could not turn them off): room for the largest.
+        // could not turn them off): room for the largest. Otherwise room for an Ethernet header
+        // on either medium (the stand-in one on an IP link).
         let frame = if hdr > 0 {
             hdr + MAX_IP_PACKET + ETHERNET_HEADER
         } else {
@@ -246,10 +297,12 @@ impl LinkDevice {
                 layers,
                 buf: vec![0; frame],
                 framing,
+                stand_in: stand_in_len(medium),
                 gso_size: None,
                 now: Instant::ZERO,
             },
             mtu,
+            medium,
         }
     }
 
@@ -272,6 +325,11 @@ impl LinkDevice {
     /// Forget the peers heard so far.
     pub(crate) fn forget_peers(&mut self) {
         self.tx.layers.guard.heard.clear();
+    }
+
+    /// What the link's frames are.
+    pub fn medium(&self) -> Medium {
+        self.medium
     }
 
     /// The link's IP MTU.
@@ -350,10 +408,10 @@ impl LinkDevice {
 
     /// The next frame through the layers, checksum not yet judged; false when there is none.
     fn next_candidate(&mut self, now: Instant) -> bool {
-        let h = self.tx.framing.hdr;
+        let (h, s) = (self.tx.framing.hdr, self.tx.stand_in);
         loop {
             if let Some(frame) = self.tx.layers.release_in(now) {
-                if h + frame.len() <= self.rx_buf.len() {
+                if h + frame.len() <= self.rx_buf.len() && frame.len() >= s {
                     self.rx_len = frame.len();
                     self.rx_buf[h..h + self.rx_len].copy_from_slice(&frame);
                     self.rx_vouched = false;
@@ -361,13 +419,18 @@ impl LinkDevice {
                 }
                 continue;
             }
-            let Some(n) = self.tx.wire.recv(&mut self.rx_buf) else {
+            let Some(n) = self.tx.wire.recv(&mut self.rx_buf[s..]) else {
                 return false;
             };
             let Some(vouched) = self.unwrap_header(n) else {
                 continue;
             };
-            if let Verdict::Pass(len) = self.tx.layers.inbound(&mut self.rx_buf[h..n], now) {
+            if s > 0 {
+                write_stand_in(&mut self.rx_buf);
+            }
+            if let Verdict::Pass(len) = self.tx.layers.inbound(&mut self.rx_buf[h..s + n], now)
+                && len >= s
+            {
                 self.rx_len = len;
                 self.rx_vouched = vouched;
                 return true;
@@ -424,11 +487,11 @@ impl phy::RxToken for RxToken<'_> {
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let side = self.0;
-        let h = side.framing.hdr;
-        if side.buf.len() < h + len {
-            side.buf.resize(h + len, 0);
+        let start = side.framing.hdr + side.stand_in;
+        if side.buf.len() < start + len {
+            side.buf.resize(start + len, 0);
         }
-        let result = f(&mut side.buf[h..h + len]);
+        let result = f(&mut side.buf[start..start + len]);
         side.transmit(len);
         result
     }
@@ -450,10 +513,8 @@ impl phy::Device for LinkDevice {
         }
         self.tx.gso_size = None;
         let h = self.tx.framing.hdr;
-        Some((
-            RxToken(&self.rx_buf[h..h + self.rx_len]),
-            TxToken(&mut self.tx),
-        ))
+        let packet = &self.rx_buf[h + self.tx.stand_in..h + self.rx_len];
+        Some((RxToken(packet), TxToken(&mut self.tx)))
     }
 
     fn transmit(&mut self, now: Instant) -> Option<TxToken<'_>> {
@@ -467,8 +528,16 @@ impl phy::Device for LinkDevice {
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = self.mtu + ETHERNET_HEADER;
+        match self.medium {
+            Medium::Ethernet => {
+                caps.medium = phy::Medium::Ethernet;
+                caps.max_transmission_unit = self.mtu + ETHERNET_HEADER;
+            }
+            Medium::Ip => {
+                caps.medium = phy::Medium::Ip;
+                caps.max_transmission_unit = self.mtu;
+            }
+        }
         caps.max_burst_size = None;
         if self.tx.framing.offload {
             // The device finishes outgoing TCP checksums (partial) and checks incoming ones the

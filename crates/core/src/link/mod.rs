@@ -1,6 +1,7 @@
-//! Links: where the engine's Ethernet frames come from and go to.
+//! Links: where the engine's frames come from and go to.
 //!
-//! A [`Link`] moves whole frames and nothing else. The engine wraps the one it is given in a
+//! A [`Link`] moves whole frames and nothing else: Ethernet frames (a TAP), or bare IP packets
+//! on an IP link ([`Medium::Ip`]: a TUN device, packetdrill's injected packets). The engine wraps the one it is given in a
 //! single smoltcp device ([`device::LinkDevice`]) that owns the reusable frame buffers and the
 //! link's counters, with the middleware between link and smoltcp as layers (`layer`: pcap,
 //! fault injection, the segment guard, in that order from the link), so a link driver stays a
@@ -18,7 +19,18 @@ use std::sync::Arc;
 /// Something that wakes the engine's driver (a thread, a poll) when a frame arrives.
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
-/// Ethernet frames in and out of one network device.
+/// What a link's frames are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Medium {
+    /// Ethernet frames (a TAP device): the engine answers ARP and neighbour discovery.
+    #[default]
+    Ethernet,
+    /// Bare IPv4 and IPv6 packets with no link header (a TUN device, a packet injector):
+    /// no neighbours to resolve, every routed packet goes straight out.
+    Ip,
+}
+
+/// Frames in and out of one network device.
 ///
 /// Implementations are non-blocking: `recv` and `send` never wait. The engine calls `recv`
 /// until it returns `Ok(None)` every time it is polled.
@@ -35,8 +47,13 @@ pub trait Link: Send + 'static {
     /// link failed.
     fn send(&mut self, frame: &[u8]) -> io::Result<bool>;
 
-    /// The IP MTU of the link (the frame is 14 bytes longer).
+    /// The IP MTU of the link (an Ethernet frame is 14 bytes longer).
     fn mtu(&self) -> usize;
+
+    /// What the frames are: Ethernet (the default) or bare IP packets.
+    fn medium(&self) -> Medium {
+        Medium::Ethernet
+    }
 
     /// A file descriptor that becomes readable when a frame waits, for the driver to poll.
     /// `None` (the default): the link has none and wakes its driver through [`Link::set_wake`].

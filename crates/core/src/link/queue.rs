@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::Link;
+use super::{Link, Medium};
 
 /// Frames waiting in each direction.
 #[derive(Default)]
@@ -23,6 +23,7 @@ struct Queues {
 pub struct QueueLink {
     queues: Arc<Mutex<Queues>>,
     mtu: usize,
+    medium: Medium,
 }
 
 /// The driver's side of a [`QueueLink`].
@@ -32,12 +33,18 @@ pub struct FrameQueues {
 }
 
 impl QueueLink {
-    /// A link with the given IP MTU, and the handle that feeds and drains it.
+    /// An Ethernet link with the given IP MTU, and the handle that feeds and drains it.
     pub fn new(mtu: usize) -> (QueueLink, FrameQueues) {
+        QueueLink::with_medium(mtu, Medium::Ethernet)
+    }
+
+    /// A link of either medium: with [`Medium::Ip`] the driver feeds and takes bare IP packets.
+    pub fn with_medium(mtu: usize, medium: Medium) -> (QueueLink, FrameQueues) {
         let queues = Arc::new(Mutex::new(Queues::default()));
         let link = QueueLink {
             queues: queues.clone(),
             mtu,
+            medium,
         };
         (link, FrameQueues { queues })
     }
@@ -79,6 +86,10 @@ impl Link for QueueLink {
 
     fn mtu(&self) -> usize {
         self.mtu
+    }
+
+    fn medium(&self) -> Medium {
+        self.medium
     }
 
     fn describe(&self) -> String {
