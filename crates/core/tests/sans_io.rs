@@ -52,6 +52,8 @@ struct World {
     tag: u64,
     /// Every frame a has sent.
     a_sent: Vec<Vec<u8>>,
+    /// Every frame b has sent.
+    b_sent: Vec<Vec<u8>>,
 }
 
 impl World {
@@ -66,6 +68,7 @@ impl World {
             now: Instant::ZERO,
             tag: 0,
             a_sent: Vec::new(),
+            b_sent: Vec::new(),
         }
     }
 
@@ -93,6 +96,7 @@ impl World {
                 self.a.wire.feed(f);
             }
             self.a_sent.extend(from_a);
+            self.b_sent.extend(from_b);
         }
         self.a.collect();
         self.b.collect();
@@ -264,5 +268,48 @@ fn ip_medium_moves_bare_ip_packets_with_late_addresses() {
         assert_eq!(packet[9], 6);
         assert_eq!(packet[12..16], A.octets());
         assert_eq!(packet[16..20], far.octets());
+    }
+}
+
+/// A driver answers `listen` at once and polls after, so a client's SYNs can reach the link
+/// in between. A burst larger than the idle listening slots that arrives then must be held
+/// for more slots like any other burst: none of it is reset (the kernel would report
+/// ECONNREFUSED), and every connect completes.
+#[test]
+fn a_burst_right_after_listen_is_not_reset() {
+    const BURST: usize = 12;
+    let mut w = World::new();
+    // One connection first, so both sides know each other's MAC and the SYNs go out at once.
+    w.connected();
+    let l = w.open(false);
+    let to = SocketAddr::new(B.into(), 81);
+    w.call(false, Request::Bind(l, to));
+    let clients: Vec<SocketId> = (0..BURST).map(|_| w.open(true)).collect();
+    let before = w.b_sent.len();
+    let listen = w.submit(false, Request::Listen(l, 16));
+    let connects: Vec<u64> = clients
+        .iter()
+        .map(|&s| w.submit(true, Request::Connect(s, to, Wait::Block(None))))
+        .collect();
+    // a's SYNs are on b's link before b's first poll since the listen.
+    w.a.engine.poll(w.now);
+    let syns = w.a.wire.take_sent();
+    assert_eq!(syns.len(), BURST, "one SYN per connect");
+    for f in &syns {
+        w.b.wire.feed(f);
+    }
+    w.a_sent.extend(syns);
+    w.settle();
+    assert!(w.answer(listen).expect("listen answered").is_ok());
+    let resets = w.b_sent[before..].iter().filter(|f| is_rst(f)).count();
+    assert_eq!(
+        resets, 0,
+        "RSTs from the listener to a burst of {BURST} SYNs"
+    );
+    for (i, tag) in connects.into_iter().enumerate() {
+        let outcome = w
+            .answer(tag)
+            .unwrap_or_else(|| panic!("connect {i} unanswered"));
+        assert!(outcome.is_ok(), "connect {i}: {outcome:?}");
     }
 }

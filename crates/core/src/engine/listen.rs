@@ -57,7 +57,12 @@ impl<R: Reply> Engine<R> {
             half_open_since: HashMap::new(),
         });
         log::debug!("{id:?} listening on {local} with backlog {backlog}");
-        self.tend_listener(id, 0, Instant::ZERO)?;
+        let idle = self.tend_listener(id, 0, Instant::ZERO)?;
+        // The guard must know the port before the next poll reads the link: a driver answers
+        // this call at once and polls after, so a client's burst can already be waiting, and
+        // SYNs to a port the guard does not know pass to smoltcp, which resets every one
+        // beyond the idle slots.
+        self.device.guard_mut().set_port_free(local.port(), idle);
         self.listeners_dirty = true;
         Ok(())
     }

@@ -675,6 +675,11 @@ impl SegmentGuard {
         self.listening.extend(ports);
     }
 
+    /// A new listening port and its free listening sockets, before the next tending.
+    pub(crate) fn set_port_free(&mut self, port: u16, free: usize) {
+        self.listening.insert(port, free);
+    }
+
     /// True (once) if a SYN reached a listening port since the last call.
     pub(crate) fn take_listener_activity(&mut self) -> bool {
         std::mem::take(&mut self.listener_activity)

@@ -317,6 +317,23 @@ fn syn_to_a_full_listener_is_held_then_dropped_never_reset() {
 }
 
 #[test]
+fn a_port_added_between_tendings_holds_syns_beyond_its_free_slots() {
+    let mut guard = SegmentGuard::default();
+    guard.set_listening([(PORT + 1, 3)].into_iter());
+    // A new listener, announced before the engine tends every listener again.
+    guard.set_port_free(PORT, 1);
+    let first = build(Way::In, "S", 1, None, &[], 6000);
+    let second = build(Way::In, "S", 2, None, &[], 6001);
+    assert!(matches!(
+        inbound(&mut guard, first).0,
+        GuardVerdict::Pass(_)
+    ));
+    assert_eq!(inbound(&mut guard, second).0, GuardVerdict::Hold);
+    // The other port keeps its own count.
+    assert_eq!(guard.listening.get(&(PORT + 1)), Some(&3));
+}
+
+#[test]
 fn syn_to_a_port_with_no_listener_passes_for_smoltcp_to_reset() {
     let mut guard = SegmentGuard::default();
     let syn = seg!(Way::In, "S", 1, None);
