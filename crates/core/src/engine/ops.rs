@@ -323,6 +323,19 @@ impl<R: Reply> Engine<R> {
             if socket.timeout() != wanted {
                 socket.set_timeout(wanted);
             }
+            if let Some(deadline) = own_deadline(state, queues.0, &entry.options, entry.progress_at)
+            {
+                if now >= deadline {
+                    log::debug!("{id:?} user timeout: no progress, reset");
+                    socket.abort();
+                    entry.reason = Some(CloseReason::TimedOut);
+                    entry.last_state = State::Closed;
+                    self.stats.resets_sent += 1;
+                    again = true;
+                    continue;
+                }
+                keep_alive_due = Some(keep_alive_due.map_or(deadline, |d| d.min(deadline)));
+            }
             let Some(keep_alive) = entry.options.keep_alive else {
                 continue;
             };
@@ -437,9 +450,50 @@ fn liveness_timeout(
     }
 }
 
+/// When the application's own timeout (TCP_USER_TIMEOUT) ends a connection whose sent data
+/// has made no progress since `progress_at`. smoltcp keeps the same timeout, but counts it
+/// from the last segment it heard, and the segment guard's retransmission prompts reach it as
+/// segments: the engine holds this deadline itself so that prompts cannot stretch it.
+fn own_deadline(
+    state: State,
+    send_queue: usize,
+    options: &TcpOptions,
+    progress_at: Option<Instant>,
+) -> Option<Instant> {
+    let synchronized = !matches!(
+        state,
+        State::Closed | State::Listen | State::SynSent | State::SynReceived | State::TimeWait
+    );
+    if !synchronized || send_queue == 0 {
+        return None;
+    }
+    Some(progress_at? + SmolDuration::from(options.timeout?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engine_holds_the_own_deadline_from_the_last_progress() {
+        let mut options = TcpOptions {
+            rx_buffer: 1024,
+            tx_buffer: 1024,
+            nodelay: false,
+            keep_alive: None,
+            timeout: None,
+        };
+        let at = Some(Instant::from_secs(5));
+        assert_eq!(own_deadline(State::Established, 10, &options, at), None);
+        options.timeout = Some(std::time::Duration::from_secs(3));
+        assert_eq!(
+            own_deadline(State::Established, 10, &options, at),
+            Some(Instant::from_secs(8))
+        );
+        assert_eq!(own_deadline(State::CloseWait, 0, &options, at), None);
+        assert_eq!(own_deadline(State::SynSent, 10, &options, at), None);
+        assert_eq!(own_deadline(State::Established, 10, &options, None), None);
+    }
 
     #[test]
     fn the_own_timeout_runs_only_while_data_waits_for_its_ack() {

@@ -51,8 +51,8 @@ use super::guard::SegmentGuard;
 use super::heard::PeerKey;
 use super::layer::{FaultLayer, GuardLayer, Layers, PcapLayer, Verdict};
 use super::pcap::PcapSink;
-use super::{Link, Medium};
 use super::vnet::{self, F_DATA_VALID, F_NEEDS_CSUM, MAX_IP_PACKET, VNET_HDR_LEN, VnetHeader};
+use super::{Link, Medium};
 use crate::counters::Counters;
 
 /// Ethernet header length: the MTU counts the IP packet only.
@@ -170,7 +170,10 @@ impl TxSide {
         if s > 0 {
             write_stand_in(&mut self.buf);
         }
-        if let Verdict::Pass(n) = self.layers.outbound(&mut self.buf[h..h + s + len], self.now) {
+        if let Verdict::Pass(n) = self
+            .layers
+            .outbound(&mut self.buf[h..h + s + len], self.now)
+        {
             if s == 0 {
                 header.write(&mut self.buf[..h]);
                 self.wire.send(&self.buf[..h + n]);

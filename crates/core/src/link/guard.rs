@@ -204,7 +204,8 @@ impl Track {
         {
             return None;
         }
-        let single = self.snd_nxt.wrapping_sub(self.snd_una) <= self.max_seg;
+        // A FIN riding on the last segment takes one more sequence number, not a segment.
+        let single = self.snd_nxt.wrapping_sub(self.snd_una) <= self.max_seg + 1;
         self.rec.due(self.snd_una, single)
     }
 
