@@ -428,9 +428,10 @@ fn the_clock_runs_by_itself_and_usleep_jumps_it() {
     assert!(pd.now() - first.time >= 1_500_000);
     let again = pd.segment();
     assert_eq!(again.payload, b"r");
+    // The first resend of a lone segment: the guard's prompt, 2 x 10 ms + 200 ms after it.
     let gap = again.time - first.time;
     assert!(
-        (1000 * MS..1001 * MS).contains(&gap),
+        (210 * MS..211 * MS).contains(&gap),
         "retransmitted after {gap} us"
     );
 }
@@ -485,7 +486,7 @@ fn a_blocking_call_ends_at_its_moment_even_when_the_clock_jumps_past_it() {
     assert_eq!(r, Ok(0));
     let took = end - start;
     assert!(
-        (2000 * MS..2010 * MS).contains(&took),
+        (2000 * MS..SLACK + 2000 * MS).contains(&took),
         "close took {took} us"
     );
     assert!(
@@ -502,6 +503,10 @@ fn a_blocking_call_ends_at_its_moment_even_when_the_clock_jumps_past_it() {
     assert!((2000 * MS..2010 * MS).contains(&at), "RST at {at} us");
 }
 
+/// How late a call on the syscall thread may end: its wake-up takes real time, which the
+/// clock (running by itself between calls) counts, and a loaded machine can take a while.
+const SLACK: i64 = 100 * MS;
+
 /// poll on the syscall thread: a timeout ends at the timeout, a change of readiness at the
 /// moment of the packet that caused it, whatever the main thread's clock did after.
 #[test]
@@ -517,7 +522,7 @@ fn poll_ends_at_its_timeout_or_at_the_packet_that_woke_it() {
     assert_eq!(r, Ok((0, 0)));
     let took = end - start;
     assert!(
-        (300 * MS..310 * MS).contains(&took),
+        (300 * MS..SLACK + 300 * MS).contains(&took),
         "timed out after {took} us"
     );
 
@@ -533,7 +538,7 @@ fn poll_ends_at_its_timeout_or_at_the_packet_that_woke_it() {
     assert_eq!(r, Ok((1, libc::POLLIN)));
     let took = end - start;
     assert!(
-        (100 * MS..110 * MS).contains(&took),
+        (100 * MS..SLACK + 100 * MS).contains(&took),
         "woken after {took} us"
     );
     assert_eq!(pd.read(c, 10).unwrap(), b"wake");
@@ -551,7 +556,7 @@ fn poll_ends_at_its_timeout_or_at_the_packet_that_woke_it() {
     assert_eq!(r, Ok((0, 0)));
     let took = end - start;
     assert!(
-        (300 * MS..310 * MS).contains(&took),
+        (300 * MS..SLACK + 300 * MS).contains(&took),
         "timed out after {took} us"
     );
 }
@@ -580,7 +585,7 @@ fn receive_timeout_gives_eagain_at_the_timeout() {
     assert_eq!(r, Err(libc::EAGAIN));
     let took = end - start;
     assert!(
-        (250 * MS..260 * MS).contains(&took),
+        (250 * MS..SLACK + 250 * MS).contains(&took),
         "timed out after {took} us"
     );
 }
