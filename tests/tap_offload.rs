@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use lingerstack::Stack;
 use lingerstack::net::TcpListener;
-use lingerstack::tap::TapLink;
 use lingerstack_testkit::tapnet::LINK_UP_TIMEOUT;
 use lingerstack_testkit::{Capture, Dir, Netns, TapNet, Trace, require_tap, require_tool};
 
@@ -38,11 +37,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// A stack on the TAP of `net` (offloads as the test kit says), routed through the kernel.
 fn start_stack(net: &TapNet) -> Stack {
     let _ = env_logger::builder().is_test(true).try_init();
-    let name = net.tap_name().to_string();
-    let link = net
-        .ns()
-        .run(move || TapLink::open_with(&name, lingerstack_testkit::tap_options()))
-        .expect("open the TAP inside the namespace");
+    let link = lingerstack_testkit::open_link(net).expect("open the TAP inside the namespace");
     let stack = Stack::builder()
         .ipv4(net.stack_v4(), net.prefix_len_v4())
         .gateway(net.kernel_v4().into())
@@ -188,16 +183,6 @@ fn super_segments_cross_the_tap_both_ways() {
     stack.stop(Duration::from_secs(1));
 }
 
-/// Run a command and fail the test with its output if it fails.
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().expect(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn forwarded_out_of_a_veth_no_frame_exceeds_the_mtu() {
     if !require_tap("forwarded_out_of_a_veth_no_frame_exceeds_the_mtu")
@@ -235,7 +220,7 @@ fn forwarded_out_of_a_veth_no_frame_exceeds_the_mtu() {
         let off = ["tso", "off", "gso", "off", "gro", "off"];
         let mut args = vec!["netns", "exec", ns.name(), "ethtool", "-K", dev.as_str()];
         args.extend(off);
-        run("ip", &args);
+        lingerstack_testkit::run_ok(Command::new("ip").args(&args));
     }
     let capture = Capture::start(&far, &far_if, "tap_offload-veth").unwrap();
     let tap_capture = Capture::start(net.ns(), net.tap_name(), "tap_offload-fwd-tap").unwrap();

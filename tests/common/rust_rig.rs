@@ -10,7 +10,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lingerstack::Stack;
 use lingerstack::stack::SocketInfo;
-use lingerstack::tap::TapLink;
 use lingerstack_testkit::peer::{read_to_end_or_error, tcp_connect, tcp_listener};
 use lingerstack_testkit::tapnet::LINK_UP_TIMEOUT;
 use lingerstack_testkit::{Capture, Dir, Segment, TapNet, Trace};
@@ -44,11 +43,7 @@ impl Rig {
         let _ = env_logger::builder().is_test(true).try_init();
         let net = TapNet::new().expect("create namespace and TAP");
         let capture = Capture::start(net.ns(), net.tap_name(), capture_name).expect("capture");
-        let name = net.tap_name().to_string();
-        let link = net
-            .ns()
-            .run(move || TapLink::open_with(&name, lingerstack_testkit::tap_options()))
-            .expect("open the TAP inside the namespace");
+        let link = lingerstack_testkit::open_link(&net).expect("open the TAP inside the namespace");
         let stack = Stack::builder()
             .ipv4(net.stack_v4(), net.prefix_len_v4())
             .ipv6(net.stack_v6(), net.prefix_len_v6())

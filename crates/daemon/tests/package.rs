@@ -22,25 +22,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::BIN;
-use lingerstack_testkit::{Capture, Dir, TapNet, peer, require_tap, require_tool};
+use lingerstack_testkit::{Capture, Dir, TapNet, peer, require_tap, require_tool, run_ok};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Run `cmd`; fail with its output unless it succeeds; its stdout.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn read(path: &Path) -> String {
@@ -53,22 +38,26 @@ fn build_deb(tmp: &Path) -> PathBuf {
     let release = tmp.join("target/release");
     std::fs::create_dir_all(&release).unwrap();
     std::fs::copy(BIN, release.join("lingerstackd")).unwrap();
-    run(Command::new(BIN)
-        .arg("generate-assets")
-        .arg(release.join("assets")));
+    run_ok(
+        Command::new(BIN)
+            .arg("generate-assets")
+            .arg(release.join("assets")),
+    );
     let out = tmp.join("out");
-    run(Command::new("cargo")
-        .current_dir(workspace())
-        .env("CARGO_TARGET_DIR", tmp.join("target"))
-        .args([
-            "deb",
-            "-p",
-            "lingerstack-daemon",
-            "--no-build",
-            "--fast",
-            "-o",
-        ])
-        .arg(&out));
+    run_ok(
+        Command::new("cargo")
+            .current_dir(workspace())
+            .env("CARGO_TARGET_DIR", tmp.join("target"))
+            .args([
+                "deb",
+                "-p",
+                "lingerstack-daemon",
+                "--no-build",
+                "--fast",
+                "-o",
+            ])
+            .arg(&out),
+    );
     let debs: Vec<PathBuf> = std::fs::read_dir(&out)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -134,7 +123,8 @@ fn check_files(root: &Path, control: &Path) {
 /// socket; then systemd's own check, with ExecStart pointed at the unpacked binary.
 fn check_unit(root: &Path, tmp: &Path) {
     let unit = read(&root.join("usr/lib/systemd/system/lingerstackd.service"));
-    let control = run(Command::new(root.join("usr/bin/lingerstackd")).args(["status", "--help"]));
+    let control =
+        run_ok(Command::new(root.join("usr/bin/lingerstackd")).args(["status", "--help"]));
     let default = "/run/lingerstackd/lingerstackd.sock";
     assert!(control.contains(default), "status --help:\n{control}");
     for line in [
@@ -250,15 +240,15 @@ fn package_unpacks_runs_and_notifies() {
     let deb = build_deb(&tmp);
     let root = tmp.join("root");
     let control = tmp.join("control");
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
-    run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    run_ok(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
     check_files(&root, &control);
     check_unit(&root, &tmp);
 
     let bin = root.join("usr/bin/lingerstackd");
-    let help = run(Command::new(&bin).arg("--help"));
+    let help = run_ok(Command::new(&bin).arg("--help"));
     assert!(help.contains("run") && help.contains("status"), "{help}");
-    let version = run(Command::new(&bin).arg("--version"));
+    let version = run_ok(Command::new(&bin).arg("--version"));
     assert_eq!(
         version.trim(),
         format!("lingerstackd {}", env!("CARGO_PKG_VERSION"))
@@ -266,10 +256,12 @@ fn package_unpacks_runs_and_notifies() {
 
     // The demo comes with the package, its kernel side included (no test kit): the three close
     // modes against the kernel of its own namespace, checked by the demo from its capture.
-    let demo = run(Command::new(&bin)
-        .arg("demo")
-        .arg("--pcap")
-        .arg(tmp.join("demo.pcap")));
+    let demo = run_ok(
+        Command::new(&bin)
+            .arg("demo")
+            .arg("--pcap")
+            .arg(tmp.join("demo.pcap")),
+    );
     assert!(
         demo.contains("result: OK") && demo.contains("the Linux kernel is the client"),
         "{demo}"
@@ -305,9 +297,11 @@ fn package_unpacks_runs_and_notifies() {
         .unwrap_or_else(|_| panic!("no line and EOF on --ready-fd in 20 s:\n{}", log()))
         .unwrap();
     assert_eq!(line, "READY=1\n", "daemon log:\n{}", log());
-    let status = run(Command::new(&bin)
-        .args(["status", "--json", "--control"])
-        .arg(tmp.join("control.sock")));
+    let status = run_ok(
+        Command::new(&bin)
+            .args(["status", "--json", "--control"])
+            .arg(tmp.join("control.sock")),
+    );
     assert!(status.contains("\"echo\""), "{status}");
 
     // NOTIFY_SOCKET: READY=1 with a status line, then watchdog pings.
@@ -376,17 +370,19 @@ fn package_unpacks_runs_and_notifies() {
 /// test kit must not be one of them (the demo's kernel side is the daemon's own code).
 #[test]
 fn the_installed_daemon_does_not_build_the_test_kit() {
-    let tree = run(Command::new("cargo")
-        .current_dir(workspace())
-        .args([
-            "tree",
-            "--locked",
-            "-p",
-            "lingerstack-daemon",
-            "-e",
-            "normal",
-        ])
-        .args(["--prefix", "none"]));
+    let tree = run_ok(
+        Command::new("cargo")
+            .current_dir(workspace())
+            .args([
+                "tree",
+                "--locked",
+                "-p",
+                "lingerstack-daemon",
+                "-e",
+                "normal",
+            ])
+            .args(["--prefix", "none"]),
+    );
     assert!(tree.contains("lingerstack-stack v"), "{tree}");
     assert!(!tree.contains("lingerstack-testkit"), "{tree}");
 }

@@ -23,7 +23,7 @@ pub use capture::Capture;
 pub use inject::Injector;
 pub use netns::Netns;
 pub use tapnet::TapNet;
-pub use tapstack::{stack_config, start_stack};
+pub use tapstack::{open_link, stack_config, start_stack};
 pub use trace::{Dir, Flags, FrameKind, OtherFrame, Segment, Trace};
 
 use std::io::Write;
@@ -43,6 +43,21 @@ pub const OFFLOAD_ENV: &str = "LINGERSTACK_TEST_OFFLOAD";
 /// they hold for.
 pub fn offload() -> bool {
     std::env::var(OFFLOAD_ENV).map_or(true, |v| v != "off")
+}
+
+/// Run `cmd` and fail the test with its output unless it succeeds; its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// How the tests open a TAP: with or without offloads, as [`offload`] says.

@@ -24,6 +24,14 @@ pub fn stack_config(net: &TapNet) -> StackConfig {
     }
 }
 
+/// Open the TAP of `net` from inside its namespace (a TAP fd then works from any thread), with
+/// offloads as [`crate::offload`] says.
+pub fn open_link(net: &TapNet) -> io::Result<TapLink> {
+    let name = net.tap_name().to_string();
+    net.ns()
+        .run(move || TapLink::open_with(&name, crate::tap_options()))
+}
+
 /// Open the TAP of `net` from inside its namespace (offloads as [`crate::offload`] says), wait
 /// for its link, and start an engine on it with `config` (start from [`stack_config`]).
 pub fn start_stack(
@@ -32,10 +40,7 @@ pub fn start_stack(
     options: DeviceOptions,
     events: Option<crossbeam_channel::Sender<SocketEvent>>,
 ) -> io::Result<Stack> {
-    let name = net.tap_name().to_string();
-    let link = net
-        .ns()
-        .run(move || TapLink::open_with(&name, crate::tap_options()))?;
+    let link = open_link(net)?;
     let stack = Stack::start(config, Box::new(link), options, events)?;
     net.wait_link_up(LINK_UP_TIMEOUT)?;
     Ok(stack)

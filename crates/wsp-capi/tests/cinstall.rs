@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lingerstack_testkit::require_tool;
+use lingerstack_testkit::{require_tool, run_ok};
 
 /// What the example prints once its message came back through the stack.
 const ECHOED: &str = "\"hello, lingerstack\"";
@@ -23,47 +23,36 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Run `cmd`, fail the test with its output unless it succeeds; its stdout.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `pkg-config ARGS lingerstack_wsp` against the install in `dest` (prefix /usr), split into
 /// words as a shell would.
 fn pkg_config(dest: &Path, args: &[&str]) -> Vec<String> {
-    let out = run(Command::new("pkg-config")
-        .args(args)
-        .arg("lingerstack_wsp")
-        .env("PKG_CONFIG_PATH", dest.join("usr/lib/pkgconfig"))
-        .env("PKG_CONFIG_SYSROOT_DIR", dest)
-        .env_remove("PKG_CONFIG_LIBDIR"));
+    let out = run_ok(
+        Command::new("pkg-config")
+            .args(args)
+            .arg("lingerstack_wsp")
+            .env("PKG_CONFIG_PATH", dest.join("usr/lib/pkgconfig"))
+            .env("PKG_CONFIG_SYSROOT_DIR", dest)
+            .env_remove("PKG_CONFIG_LIBDIR"),
+    );
     out.split_whitespace().map(str::to_string).collect()
 }
 
 /// The shared objects a binary needs, from its dynamic section.
 fn needed(binary: &Path) -> String {
-    run(Command::new("readelf").arg("-d").arg(binary))
+    run_ok(Command::new("readelf").arg("-d").arg(binary))
 }
 
 /// Build `examples/c/echo.c` into `out` with `flags` (what pkg-config printed).
 fn build_echo(out: &Path, flags: &[String]) {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    run(Command::new(cc)
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"])
-        .arg(workspace().join("examples/c/echo.c"))
-        .args(flags)
-        .arg("-o")
-        .arg(out));
+    run_ok(
+        Command::new(cc)
+            .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+            .arg(workspace().join("examples/c/echo.c"))
+            .args(flags)
+            .arg("-o")
+            .arg(out),
+    );
 }
 
 #[test]
@@ -77,11 +66,13 @@ fn cinstall_layout_and_pkg_config_build_shared_and_static() {
     let tmp = std::env::temp_dir().join(format!("lsd-cinstall-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let dest = tmp.join("dest");
-    run(Command::new("cargo")
-        .current_dir(workspace())
-        .args(["cinstall", "-p", "lingerstack-wsp-capi"])
-        .args(["--prefix=/usr", "--libdir=/usr/lib"])
-        .arg(format!("--destdir={}", dest.display())));
+    run_ok(
+        Command::new("cargo")
+            .current_dir(workspace())
+            .args(["cinstall", "-p", "lingerstack-wsp-capi"])
+            .args(["--prefix=/usr", "--libdir=/usr/lib"])
+            .arg(format!("--destdir={}", dest.display())),
+    );
 
     // The layout: real file, soname link, development link, archive, .pc, header.
     let lib = dest.join("usr/lib");
@@ -110,7 +101,7 @@ fn cinstall_layout_and_pkg_config_build_shared_and_static() {
         deps.contains("Shared library: [liblingerstack_wsp.so.0]"),
         "{deps}"
     );
-    let out = run(Command::new(&shared).env("LD_LIBRARY_PATH", &lib));
+    let out = run_ok(Command::new(&shared).env("LD_LIBRARY_PATH", &lib));
     assert!(out.contains(ECHOED), "echo-shared printed:\n{out}");
 
     // Static: the archive and the .pc's private libraries are enough; no shared lingerstack.
@@ -124,7 +115,7 @@ fn cinstall_layout_and_pkg_config_build_shared_and_static() {
     build_echo(&fixed, &flags);
     let deps = needed(&fixed);
     assert!(!deps.contains("lingerstack"), "{deps}");
-    let out = run(&mut Command::new(&fixed));
+    let out = run_ok(&mut Command::new(&fixed));
     assert!(out.contains(ECHOED), "echo-static printed:\n{out}");
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::FaultConfig;
-use lingerstack_tap::TapLink;
 use lingerstack_testkit::peer::tcp_listener;
 use lingerstack_testkit::tapnet::LINK_UP_TIMEOUT;
 use lingerstack_testkit::{Capture, Dir, Segment, TapNet, Trace, require_tap, stack_config};
@@ -48,11 +47,7 @@ impl Env {
         let net = TapNet::new().expect("TapNet::new");
         let capture =
             Capture::start(net.ns(), net.tap_name(), capture_name).expect("Capture::start");
-        let name = net.tap_name().to_string();
-        let link = net
-            .ns()
-            .run(move || TapLink::open_with(&name, lingerstack_testkit::tap_options()))
-            .expect("open the TAP inside the namespace");
+        let link = lingerstack_testkit::open_link(&net).expect("open the TAP inside the namespace");
         let faults = FaultConfig::default();
         let config = ProviderConfig {
             device: DeviceOptions {

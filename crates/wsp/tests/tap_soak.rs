@@ -27,7 +27,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::link::FaultConfig;
-use lingerstack_tap::TapLink;
 use lingerstack_testkit::tapnet::LINK_UP_TIMEOUT;
 use lingerstack_testkit::{Capture, Dir, TapNet, Trace, require_tap, stack_config};
 use lingerstack_wsp::consts::*;
@@ -456,11 +455,7 @@ fn start(seed: u64) -> (TapNet, Capture, Provider) {
     let _ = env_logger::builder().is_test(true).try_init();
     let net = TapNet::new().expect("TapNet::new");
     let capture = Capture::start(net.ns(), net.tap_name(), "wsp-soak").expect("capture");
-    let name = net.tap_name().to_string();
-    let link = net
-        .ns()
-        .run(move || TapLink::open_with(&name, lingerstack_testkit::tap_options()))
-        .expect("open the TAP");
+    let link = lingerstack_testkit::open_link(&net).expect("open the TAP");
     let mut stack = stack_config(&net);
     // Small buffers: a churn of short connections, up to 256 of them in TIME-WAIT.
     stack.rx_buffer = 16 * 1024;

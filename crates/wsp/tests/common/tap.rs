@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lingerstack_stack::DeviceOptions;
 use lingerstack_stack::{SocketInfo, StackConfig};
-use lingerstack_tap::TapLink;
 use lingerstack_testkit::peer::{read_to_end_or_error, tcp_connect, tcp_listener};
 use lingerstack_testkit::tapnet::LINK_UP_TIMEOUT;
 use lingerstack_testkit::{Capture, Dir, Segment, TapNet, Trace, stack_config};
@@ -61,11 +60,7 @@ impl TapEnv {
         let net = TapNet::new().expect("TapNet::new");
         let capture =
             Capture::start(net.ns(), net.tap_name(), capture_name).expect("Capture::start");
-        let name = net.tap_name().to_string();
-        let link = net
-            .ns()
-            .run(move || TapLink::open_with(&name, lingerstack_testkit::tap_options()))
-            .expect("open the TAP inside the namespace");
+        let link = lingerstack_testkit::open_link(&net).expect("open the TAP inside the namespace");
         let mut stack = stack_config(&net);
         tweak(&mut stack);
         let config = ProviderConfig {
