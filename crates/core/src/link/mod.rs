@@ -95,6 +95,8 @@ pub mod heard;
 mod layer;
 pub mod pcap;
 pub mod queue;
+#[cfg(test)]
+mod test_frame;
 pub mod vnet;
 
 pub use device::LinkDevice;

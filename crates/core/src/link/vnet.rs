@@ -219,11 +219,7 @@ pub fn mtu_segment_size(frame: &[u8], mtu: usize) -> Option<u16> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetRepr, IpAddress, Ipv4Address, Ipv4Repr, TcpControl, TcpRepr,
-        TcpSeqNumber,
-    };
+    use smoltcp::wire::{Ipv4Address, TcpControl, TcpRepr, TcpSeqNumber};
 
     /// An Ethernet/IPv4/TCP frame with `payload` and a full checksum.
     pub(crate) fn tcp_frame(payload: &[u8]) -> Vec<u8> {
@@ -242,29 +238,7 @@ pub(crate) mod tests {
             timestamp: None,
             payload,
         };
-        let ip = Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let mut frame = vec![0; 14 + ip.buffer_len() + tcp.buffer_len()];
-        let caps = ChecksumCapabilities::default();
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
-        ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[14..34]), &caps);
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(&mut frame[34..]),
-            &IpAddress::Ipv4(src),
-            &IpAddress::Ipv4(dst),
-            &caps,
-        );
-        frame
+        crate::link::test_frame::ipv4_tcp_frame(src, dst, &tcp)
     }
 
     #[test]

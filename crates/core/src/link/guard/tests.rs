@@ -2,8 +2,7 @@
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    EthernetFrame, IpAddress, Ipv4Address, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 use super::*;
@@ -95,32 +94,7 @@ fn build_with(
         timestamp: None,
         payload,
     };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
-        dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut buf = vec![0; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut frame);
-    let caps = ChecksumCapabilities::default();
-    let mut ip_packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut ip_packet, &caps);
-    let mut tcp_packet = TcpPacket::new_unchecked(ip_packet.payload_mut());
-    tcp.emit(
-        &mut tcp_packet,
-        &IpAddress::Ipv4(src),
-        &IpAddress::Ipv4(dst),
-        &caps,
-    );
-    buf
+    crate::link::test_frame::ipv4_tcp_frame(src, dst, &tcp)
 }
 
 /// The TCP facts of a frame the guard let through, checksum verified.
