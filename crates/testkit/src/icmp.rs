@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use etherparse::{Icmpv4Type, Icmpv6Type, NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{Icmpv4Type, Icmpv6Type, SlicedPacket, TransportSlice};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{Dir, Netns, Trace};
@@ -199,17 +199,7 @@ pub fn echoes(trace: &Trace) -> Vec<Echo> {
 /// The echo message in an Ethernet frame, if it is one.
 fn echo_of(dir: Dir, frame: &[u8]) -> Option<Echo> {
     let p = SlicedPacket::from_ethernet(frame).ok()?;
-    let (src, dst): (IpAddr, IpAddr) = match &p.net {
-        Some(NetSlice::Ipv4(v4)) => (
-            v4.header().source_addr().into(),
-            v4.header().destination_addr().into(),
-        ),
-        Some(NetSlice::Ipv6(v6)) => (
-            v6.header().source_addr().into(),
-            v6.header().destination_addr().into(),
-        ),
-        None => return None,
-    };
+    let (src, dst) = crate::trace::ip_addrs(&p)?;
     let (reply, header, payload) = match &p.transport {
         Some(TransportSlice::Icmpv4(icmp)) => match icmp.icmp_type() {
             Icmpv4Type::EchoRequest(h) => (false, h, icmp.payload()),

@@ -152,6 +152,21 @@ pub enum Parsed {
     Other(OtherFrame),
 }
 
+/// The source and destination addresses of an IP packet, if `p` is one.
+pub(crate) fn ip_addrs(p: &SlicedPacket) -> Option<(IpAddr, IpAddr)> {
+    match &p.net {
+        Some(NetSlice::Ipv4(v4)) => Some((
+            v4.header().source_addr().into(),
+            v4.header().destination_addr().into(),
+        )),
+        Some(NetSlice::Ipv6(v6)) => Some((
+            v6.header().source_addr().into(),
+            v6.header().destination_addr().into(),
+        )),
+        None => None,
+    }
+}
+
 /// Parses an Ethernet frame captured at `time` (`offset` after capture start) into a TCP
 /// [`Segment`] or an [`OtherFrame`].
 pub fn parse_frame(data: &[u8], dir: Dir, time: SystemTime, offset: Duration) -> Parsed {
@@ -178,16 +193,8 @@ pub fn parse_frame(data: &[u8], dir: Dir, time: SystemTime, offset: Duration) ->
             FrameKind::ArpOther
         });
     }
-    let (src_ip, dst_ip): (IpAddr, IpAddr) = match &p.net {
-        Some(NetSlice::Ipv4(v4)) => (
-            v4.header().source_addr().into(),
-            v4.header().destination_addr().into(),
-        ),
-        Some(NetSlice::Ipv6(v6)) => (
-            v6.header().source_addr().into(),
-            v6.header().destination_addr().into(),
-        ),
-        None => return other(FrameKind::Other),
+    let Some((src_ip, dst_ip)) = ip_addrs(&p) else {
+        return other(FrameKind::Other);
     };
     match &p.transport {
         Some(TransportSlice::Tcp(tcp)) => Parsed::Tcp(Segment {
